@@ -1,0 +1,13 @@
+//! pilot-host supervises native processes described in a YAML or JSON manifest.
+//!
+//! The map of the crate:
+//!
+//! - [`manifest`]: reading and validating manifests into a [`manifest::Manifest`], and its JSON Schema.
+//! - [`graph`]: the dependency graph: start levels, stop order, cycles.
+//! - [`render`]: the dependency graph as Graphviz DOT, and rendering it with Graphviz.
+//! - [`cli`]: the command line, a thin layer over the modules above.
+
+pub mod cli;
+pub mod graph;
+pub mod manifest;
+pub mod render;

@@ -1,0 +1,228 @@
+//! The manifest as the file says it: serde structs that mirror the YAML/JSON keys one to one.
+//!
+//! Every struct denies unknown keys, every field is optional here (defaults and required keys are the
+//! validator's business, so that one run can report every problem), and the JSON Schema printed by
+//! `pilot-host schema` is derived from these types, so the schema and the parser cannot drift apart.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The whole manifest file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    /// The processes to supervise, in any order; dependencies decide the start order.
+    /// Example: `processes: [{ name: web, path: ./web }]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<Vec<RawProcess>>,
+    /// Seconds to wait for a process group to be gone after SIGKILL. Default 5.0. Example: `kill_timeout: 2.0`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_timeout: Option<f64>,
+    /// The runtime control server: a name (as in Process Pilot) or settings.
+    /// Example: `control_server: { listen: "127.0.0.1:7070" }`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_server: Option<RawControlServer>,
+    /// Folder that relative paths are resolved against. Default: the manifest's folder.
+    /// Example: `base_directory: ./bin`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_directory: Option<String>,
+    /// Seconds between two resource samples (CPU %, RSS) of all processes. Default 1.0.
+    /// Example: `stats_interval_sec: 0.5`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats_interval_sec: Option<f64>,
+    /// Per-plugin limits, grants and configuration, keyed by the plugin's name.
+    /// Example: `plugins: { http-ready: { allow_tcp: ["127.0.0.1:8080"] } }`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugins: Option<BTreeMap<String, RawPluginSettings>>,
+}
+
+/// One process entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcess {
+    /// Unique name (letters, digits, `_`, `-`, `.`). Required. Example: `name: api`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Executable: a bare name looked up on PATH, a path (relative to the manifest's folder or
+    /// `base_directory`), or a `*` pattern. Required. Example: `path: ./bin/api`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Arguments; numbers and booleans are passed as their text. Example: `args: ["--port", 8080]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<Scalar>>,
+    /// Environment variables, merged over pilot-host's own. Example: `env: { RUST_LOG: debug }`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, Scalar>>,
+    /// Working directory. Default: the executable's folder. Example: `working_directory: /srv/api`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL when stopping. Default 5.0. Example: `timeout: 3`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
+    /// What happens when the process exits. Default `restart`. Example: `shutdown_strategy: do_not_restart`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_strategy: Option<ShutdownStrategy>,
+    /// Names of processes that must be ready before this one starts. Example: `dependencies: [db]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<Vec<String>>,
+    /// How readiness is decided: `tcp`, `pipe`, `file`, or a plugin's ready strategy.
+    /// Without one, the process is ready once spawned. Example: `ready_strategy: tcp`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_strategy: Option<String>,
+    /// Seconds the process has to become ready. Default 5.0. Example: `ready_timeout_sec: 10`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_timeout_sec: Option<f64>,
+    /// Parameters of the ready strategy: `port` and `host` for tcp, `path` for file and pipe,
+    /// anything for a plugin. Example: `ready_params: { port: 8080 }`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_params: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Names of plugin lifecycle hooks to call for this process. Example: `lifecycle_hooks: [event-log]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_hooks: Option<Vec<String>>,
+    /// Names of plugin stat handlers that receive this process's stats. Example: `stat_handlers: [mem-guard]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stat_handlers: Option<Vec<String>>,
+    /// CPUs (0-based) the process may run on. Not on macOS. Example: `affinity: [0, 1]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Vec<usize>>,
+    /// Another spelling of `affinity`, as in Process Pilot's examples; give one or the other.
+    /// Example: `processor_affinity: [0]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor_affinity: Option<Vec<usize>>,
+    /// Restart backoff and crash-loop budget for `shutdown_strategy: restart`.
+    /// Example: `restart: { max_restarts: 5, window_sec: 60 }`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RawRestart>,
+}
+
+/// A string, number or boolean, kept as written and used as text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Scalar {
+    /// A string.
+    Text(String),
+    /// A whole number.
+    Int(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// `true` or `false`.
+    Bool(bool),
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Text(s) => f.write_str(s),
+            Scalar::Int(n) => write!(f, "{n}"),
+            Scalar::Float(n) => write!(f, "{n}"),
+            Scalar::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// What pilot-host does when a process exits on its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownStrategy {
+    /// Start it again, with backoff.
+    #[default]
+    Restart,
+    /// Leave it stopped.
+    DoNotRestart,
+    /// Stop every process and exit.
+    ShutdownEverything,
+}
+
+impl ShutdownStrategy {
+    /// Returns the manifest spelling of the strategy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShutdownStrategy::Restart => "restart",
+            ShutdownStrategy::DoNotRestart => "do_not_restart",
+            ShutdownStrategy::ShutdownEverything => "shutdown_everything",
+        }
+    }
+}
+
+/// Restart backoff settings of one process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestart {
+    /// A run at least this long counts as stable: the next restart is immediate and the backoff resets.
+    /// Default 1.0. Example: `min_uptime_sec: 2`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_uptime_sec: Option<f64>,
+    /// Delay before the first restart after a quick crash. Default 0.1. Example: `initial_delay_sec: 0.5`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay_sec: Option<f64>,
+    /// Each further quick crash multiplies the delay by this. Default 2.0. Example: `factor: 3`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    /// The delay never exceeds this. Default 30.0. Example: `max_delay_sec: 10`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay_sec: Option<f64>,
+    /// Random spread of each delay, as a fraction (0.1 = ±10 %). Default 0.1. Example: `jitter: 0`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<f64>,
+    /// Crashes allowed within `window_sec` before the process is marked failed. Default 10.
+    /// Example: `max_restarts: 3`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    /// Length of the crash-loop window in seconds. Default 60.0. Example: `window_sec: 30`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_sec: Option<f64>,
+}
+
+/// The control server: a name, as in Process Pilot, or explicit settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawControlServer {
+    /// The name of a control server (`http` is built in). Example: `control_server: http`
+    Name(String),
+    /// Explicit settings.
+    Settings(RawControlSettings),
+}
+
+/// Settings of the built-in control server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawControlSettings {
+    /// TCP address to listen on (port 0 picks a free one). Example: `listen: "127.0.0.1:7070"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Unix socket path to listen on instead. Example: `unix_socket: /run/pilot.sock`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix_socket: Option<String>,
+}
+
+/// Limits, grants and configuration of one plugin. Nothing is granted by default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginSettings {
+    /// Fuel (roughly wasm instructions) per call. Example: `fuel: 50000000`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Linear memory cap in MiB. Example: `memory_mib: 32`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// Wall-clock limit of one call in milliseconds. Example: `call_timeout_ms: 500`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout_ms: Option<u64>,
+    /// Paths the plugin may read. Example: `allow_read: [/etc/myapp]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_read: Option<Vec<String>>,
+    /// Paths the plugin may read and write. Example: `allow_write: [/var/log/myapp]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_write: Option<Vec<String>>,
+    /// TCP destinations (`host:port`) the plugin may connect to. Example: `allow_tcp: ["127.0.0.1:8080"]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_tcp: Option<Vec<String>>,
+    /// Environment variables the plugin may read. Example: `allow_env: [HOME]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_env: Option<Vec<String>>,
+    /// Configuration handed to the plugin's init, as JSON. Example: `config: { threshold_mib: 200 }`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+}

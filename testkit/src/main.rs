@@ -1,0 +1,191 @@
+//! `pilot-child`: a child process that does what its arguments say, in order, then waits for SIGTERM.
+//!
+//! Used by pilot-host's integration tests, benchmarks and demo. Every action that waits runs on its own
+//! thread, so `--listen-after 50 0 --touch-after 10 f` listens at 50 ms and touches at 10 ms.
+//!
+//! Actions (MS is milliseconds):
+//! - `--listen-after MS PORT`: listen on 127.0.0.1:PORT after MS; answers every request with HTTP 200.
+//! - `--touch-after MS PATH`: create the file PATH after MS.
+//! - `--pipe-after MS PATH`: write `ready` into the FIFO PATH after MS.
+//! - `--exit-after MS CODE`: exit with CODE after MS.
+//! - `--ignore-term`: ignore SIGTERM (only SIGKILL stops it).
+//! - `--record-stop PATH`: on SIGTERM, append `NAME NANOS` (wall clock) to PATH, then exit 0.
+//! - `--name NAME`: the name used by `--record-stop` and in printed lines (default `child`).
+//! - `--grandchild PIDFILE`: start a `sleep` grandchild in our process group and write its pid to PIDFILE.
+//! - `--pid-file PATH`: write our pid to PATH.
+//! - `--print-env VAR`, `--print-cwd`, `--print-affinity`: print `VAR=value`, `cwd=...`, `affinity=...`.
+//! - `--print N`: print N numbered lines on stdout and N on stderr.
+//! - `--long-line BYTES`: print one line of BYTES bytes.
+//! - `--tick MS`: print `NAME tick K` every MS.
+//! - `--append-start PATH`: append `NAME NANOS` to PATH at start.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+}
+
+fn append(path: &str, line: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open append file");
+    f.write_all(line.as_bytes()).expect("append");
+}
+
+fn after(ms: u64, action: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(ms));
+        action();
+    });
+}
+
+fn serve(listener: TcpListener) {
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = stream.read(&mut buf);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        });
+    }
+}
+
+/// Blocks SIGTERM in this thread and every thread spawned after, so that `sigwait` alone receives it.
+fn block_sigterm() -> libc::sigset_t {
+    // SAFETY: plain libc signal-mask calls on a zeroed, initialised set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn main() {
+    let set = block_sigterm();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut name = "child".to_string();
+    let mut record_stop: Option<String> = None;
+    let mut ignore_term = false;
+    let mut i = 0;
+    let next = |i: &mut usize| -> String {
+        *i += 1;
+        args.get(*i)
+            .cloned()
+            .unwrap_or_else(|| panic!("argument missing after {}", args[*i - 1]))
+    };
+    while i < args.len() {
+        match args[i].as_str() {
+            "--name" => name = next(&mut i),
+            "--listen-after" => {
+                let ms: u64 = next(&mut i).parse().unwrap();
+                let port: u16 = next(&mut i).parse().unwrap();
+                after(ms, move || {
+                    serve(TcpListener::bind(("127.0.0.1", port)).expect("bind"))
+                });
+            }
+            "--touch-after" => {
+                let ms: u64 = next(&mut i).parse().unwrap();
+                let path = next(&mut i);
+                after(ms, move || {
+                    drop(std::fs::File::create(path).expect("touch"))
+                });
+            }
+            "--pipe-after" => {
+                let ms: u64 = next(&mut i).parse().unwrap();
+                let path = next(&mut i);
+                after(ms, move || {
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .expect("open fifo");
+                    f.write_all(b"ready\n").expect("write fifo");
+                });
+            }
+            "--exit-after" => {
+                let ms: u64 = next(&mut i).parse().unwrap();
+                let code: i32 = next(&mut i).parse().unwrap();
+                after(ms, move || std::process::exit(code));
+            }
+            "--ignore-term" => ignore_term = true,
+            "--record-stop" => record_stop = Some(next(&mut i)),
+            "--grandchild" => {
+                let pidfile = next(&mut i);
+                let child = std::process::Command::new("sleep")
+                    .arg("1000")
+                    .spawn()
+                    .expect("spawn grandchild");
+                std::fs::write(pidfile, child.id().to_string()).expect("write pidfile");
+                std::mem::forget(child);
+            }
+            "--pid-file" => {
+                std::fs::write(next(&mut i), std::process::id().to_string()).expect("pid file")
+            }
+            "--append-start" => append(&next(&mut i), &format!("{name} {}\n", now_nanos())),
+            "--print-env" => {
+                let var = next(&mut i);
+                println!(
+                    "{var}={}",
+                    std::env::var(&var).unwrap_or_else(|_| "<unset>".into())
+                );
+            }
+            "--print-cwd" => println!("cwd={}", std::env::current_dir().unwrap().display()),
+            "--print-affinity" => {
+                let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                let list = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .unwrap_or("?");
+                println!("affinity={}", list.trim());
+            }
+            "--print" => {
+                let n: usize = next(&mut i).parse().unwrap();
+                for k in 0..n {
+                    println!("out {k}");
+                    eprintln!("err {k}");
+                }
+            }
+            "--tick" => {
+                let ms: u64 = next(&mut i).parse().unwrap();
+                let name = name.clone();
+                std::thread::spawn(move || {
+                    for k in 1.. {
+                        std::thread::sleep(Duration::from_millis(ms));
+                        println!("{name} tick {k}");
+                    }
+                });
+            }
+            "--long-line" => {
+                let n: usize = next(&mut i).parse().unwrap();
+                println!("{}", "x".repeat(n));
+            }
+            other => panic!("unknown argument {other}"),
+        }
+        i += 1;
+    }
+    let _ = std::io::stdout().flush();
+    if ignore_term {
+        // SAFETY: ignoring a signal has no preconditions.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        loop {
+            std::thread::park();
+        }
+    }
+    let mut sig = 0;
+    // SAFETY: `set` holds SIGTERM, blocked in every thread.
+    unsafe { libc::sigwait(&set, &mut sig) };
+    if let Some(path) = &record_stop {
+        append(path, &format!("{name} {}\n", now_nanos()));
+    }
+    std::process::exit(0);
+}
