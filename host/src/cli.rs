@@ -38,8 +38,20 @@ pub enum Command {
     },
     /// Draw the dependency graph with Graphviz.
     Graph(GraphArgs),
+    /// Run the manifest's processes until they end or pilot-host is stopped (SIGINT/SIGTERM; a second
+    /// SIGINT kills at once). Exit 0 if everything ended as configured, 1 if a process failed.
+    Run {
+        /// The manifest (.yaml, .yml or .json).
+        manifest: PathBuf,
+        /// Folder of plugin components (`*.wasm`).
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
+    },
     /// Print the manifest's JSON Schema.
     Schema,
+    /// The guard process (internal): kills the process groups it is told about when its input ends.
+    #[command(name = "__guard", hide = true)]
+    Guard,
 }
 
 /// Arguments of `graph`, shared with the `process-graph` binary.
@@ -89,6 +101,9 @@ pub fn init_tracing(level: Option<&str>) {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Reporting a failed write with eprintln! would panic when stderr is a closed pipe.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
@@ -100,6 +115,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Validate { manifest, plugins } => validate(&manifest, plugins.as_deref()),
         Command::Graph(args) => graph(&args),
+        Command::Run { manifest, plugins } => run_manifest(&manifest, plugins.as_deref()),
+        Command::Guard => return crate::supervisor::pgroup::run_guard(),
         Command::Schema => {
             println!(
                 "{}",
@@ -185,4 +202,68 @@ pub fn graph(args: &GraphArgs) -> Result<(), Failure> {
     .map_err(|e| Failure::Runtime(e.into()))?;
     println!("{}", written.display());
     Ok(())
+}
+
+fn run_manifest(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
+    let loaded = load(path, plugins)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
+    let outcome = runtime.block_on(supervise(loaded.manifest))?;
+    let failed = outcome.failed();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = failed
+        .iter()
+        .map(|s| {
+            format!(
+                "`{}` {} ({})",
+                s.name,
+                s.state.as_str(),
+                s.reason.as_deref().unwrap_or("no reason given")
+            )
+        })
+        .collect();
+    Err(Failure::Runtime(anyhow::anyhow!(
+        "{} of {} processes did not end as configured: {}",
+        failed.len(),
+        outcome.statuses.len(),
+        list.join("; ")
+    )))
+}
+
+async fn supervise(
+    manifest: crate::manifest::Manifest,
+) -> Result<crate::supervisor::Outcome, Failure> {
+    use std::io::IsTerminal as _;
+    use tokio::signal::unix::{signal, SignalKind};
+    let guard = std::env::current_exe()
+        .and_then(|exe| crate::supervisor::Guard::start(&exe))
+        .map_err(|e| tracing::warn!("cannot start the guard process ({e}); grandchildren may be orphaned if pilot-host is killed"))
+        .ok()
+        .map(std::sync::Arc::new);
+    let options = crate::supervisor::Options {
+        guard,
+        colour: std::io::stdout().is_terminal(),
+        ..Default::default()
+    };
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Failure::Runtime(e.into()))?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| Failure::Runtime(e.into()))?;
+    let supervisor = crate::supervisor::start(manifest, options);
+    let handle = supervisor.handle();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received; stopping (press Ctrl-C again to kill at once)"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received; stopping"),
+        }
+        handle.shutdown();
+        if interrupt.recv().await.is_some() {
+            tracing::warn!("second SIGINT: killing every process group now");
+            handle.kill_all();
+        }
+    });
+    Ok(supervisor.wait().await)
 }

@@ -5,9 +5,13 @@
 //! - [`manifest`]: reading and validating manifests into a [`manifest::Manifest`], and its JSON Schema.
 //! - [`graph`]: the dependency graph: start levels, stop order, cycles.
 //! - [`render`]: the dependency graph as Graphviz DOT, and rendering it with Graphviz.
+//! - [`supervisor`]: starting, watching, restarting and stopping the processes; the library API.
+//! - [`extension`]: where plugins plug in (ready strategies, lifecycle hooks, stat handlers).
 //! - [`cli`]: the command line, a thin layer over the modules above.
 
 pub mod cli;
+pub mod extension;
 pub mod graph;
 pub mod manifest;
 pub mod render;
+pub mod supervisor;

@@ -17,6 +17,7 @@
 //! - `--print N`: print N numbered lines on stdout and N on stderr.
 //! - `--long-line BYTES`: print one line of BYTES bytes.
 //! - `--tick MS`: print `NAME tick K` every MS.
+//! - `--busy`: keep one core busy.
 //! - `--append-start PATH`: append `NAME NANOS` to PATH at start.
 
 use std::io::{Read, Write};
@@ -162,6 +163,16 @@ fn main() {
                     for k in 1.. {
                         std::thread::sleep(Duration::from_millis(ms));
                         println!("{name} tick {k}");
+                    }
+                });
+            }
+            "--busy" => {
+                std::thread::spawn(|| {
+                    let mut x: u64 = 1;
+                    loop {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
                     }
                 });
             }

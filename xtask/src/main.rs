@@ -1,6 +1,6 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `demo`: builds pilot-host and runs it on `demo/manifest.yaml`.
+//! - `demo`: builds pilot-host, validates and draws `demo/manifest.yaml`, then runs it.
 //! - `test`: installs what the tests need (Graphviz), then runs every test.
 
 use std::path::{Path, PathBuf};

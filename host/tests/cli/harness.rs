@@ -1,0 +1,323 @@
+//! Running the real `pilot-host` on manifests with real `pilot-child` processes, waiting on conditions
+//! with deadlines (never on fixed sleeps), and cleaning up what was started.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The `pilot-host` binary under test.
+pub fn pilot_host() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pilot-host"))
+}
+
+/// The `pilot-child` helper, built beside `pilot-host` by `cargo test --workspace` (or `cargo xtask test`).
+pub fn pilot_child() -> PathBuf {
+    let path = pilot_host().with_file_name("pilot-child");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p testkit` or `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// A temporary folder, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// Creates a fresh folder for test `name`.
+    pub fn new(name: &str) -> Scratch {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("pilot-test-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// Returns `name` inside the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `text` to `name` in the folder; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes a manifest; `CHILD` in `yaml` stands for the pilot-child path, `DIR` for this folder.
+    pub fn manifest(&self, yaml: &str) -> PathBuf {
+        let text = yaml
+            .replace("CHILD", &pilot_child().display().to_string())
+            .replace("DIR", &self.0.display().to_string());
+        self.write("manifest.yaml", &text)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Returns a TCP port the OS just gave out on 127.0.0.1 (free again when returned).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Lines collected from a stream, with a condition variable to wait on.
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+/// A running `pilot-host`, killed (with its children, through the death signal) on drop.
+pub struct Pilot {
+    child: Child,
+    stdout: Arc<Lines>,
+    stderr: Arc<Lines>,
+    status: Option<ExitStatus>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    into: Arc<Lines>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            into.lines.lock().unwrap().push(line);
+            into.changed.notify_all();
+        }
+    })
+}
+
+impl Pilot {
+    /// Starts `pilot-host run MANIFEST`.
+    pub fn run(manifest: &Path) -> Pilot {
+        Pilot::start(&["run".as_ref(), manifest.as_os_str()])
+    }
+
+    /// Starts `pilot-host ARGS`.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Pilot {
+        let mut child = Command::new(pilot_host())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pilot-host");
+        let stdout = Arc::new(Lines::default());
+        let stderr = Arc::new(Lines::default());
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), stdout.clone()),
+            collect(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        Pilot {
+            child,
+            stdout,
+            stderr,
+            status: None,
+            readers,
+        }
+    }
+
+    /// Returns pilot-host's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_line(
+        &self,
+        which: &Lines,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0;
+        let mut lines = which.lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines[seen..].iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            seen = lines.len();
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            lines = which.changed.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+        drop(lines);
+        panic!(
+            "want a line {what} within {timeout:?}; got:\n--- stdout (last 50 lines)\n{}\n--- stderr\n{}",
+            tail(&self.stdout_text(), 50),
+            self.stderr_text()
+        );
+    }
+
+    /// Waits for a stderr (log) line containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_line(
+            &self.stderr,
+            &format!("containing `{needle}` on stderr"),
+            |l| l.contains(needle),
+            timeout,
+        )
+    }
+
+    /// Waits for a stdout (child output) line equal to `line`.
+    pub fn wait_out(&self, line: &str, timeout: Duration) -> String {
+        self.wait_line(
+            &self.stdout,
+            &format!("`{line}` on stdout"),
+            |l| l == line,
+            timeout,
+        )
+    }
+
+    /// Returns everything printed on stdout so far.
+    pub fn stdout_text(&self) -> String {
+        self.stdout.lines.lock().unwrap().join("\n")
+    }
+
+    /// Returns everything logged on stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lines.lock().unwrap().join("\n")
+    }
+
+    /// Returns the stderr lines that contain `needle`.
+    pub fn logs_with(&self, needle: &str) -> Vec<String> {
+        self.stderr
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Sends `signal` to pilot-host.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for pilot-host to exit; panics with its output past `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.status = Some(status);
+                // The pipes close with pilot-host: the readers end once they read everything.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pilot-host still runs after {timeout:?}\n--- stdout (last 50 lines)\n{}\n--- stderr\n{}",
+                tail(&self.stdout_text(), 50),
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Returns the pid logged as `NAME: started, pid N` (the latest one).
+    pub fn pid_of(&self, name: &str) -> u32 {
+        let prefix = format!("{name}: started, pid ");
+        let line = self
+            .logs_with(&prefix)
+            .pop()
+            .unwrap_or_else(|| panic!("`{name}` was never started:\n{}", self.stderr_text()));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Pilot {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Returns whether `pid` is a live (non-zombie) process.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next().unwrap_or('Z'));
+            !matches!(state, Some('Z' | 'X'))
+        }
+    }
+}
+
+/// Waits until `cond` holds, polling every millisecond or so; panics with `what` past `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(200);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// Reads `NAME NANOS` lines written by `pilot-child --record-stop` / `--append-start`.
+pub fn read_times(path: &Path) -> Vec<(String, u128)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let (name, t) = l.split_once(' ').unwrap();
+            (name.to_string(), t.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Reads a pid written to `path` once it is there.
+pub fn read_pid(path: &Path) -> u32 {
+    wait_until(
+        &format!("{} is written", path.display()),
+        Duration::from_secs(5),
+        || std::fs::read_to_string(path).is_ok_and(|s| !s.is_empty()),
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The usual generous deadline for things that should take milliseconds.
+pub const SOON: Duration = Duration::from_secs(10);
