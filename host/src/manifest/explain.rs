@@ -1,5 +1,7 @@
 //! Rewording serde's type errors for people editing a manifest, with "did you mean" suggestions.
 
+use super::source::NON_FINITE;
+
 /// Returns the closest of `options` to `word`, if it is close enough to be a likely typo.
 pub fn closest<'a>(word: &str, options: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let len = word.chars().count();
@@ -53,16 +55,21 @@ pub fn serde_message(key: &str, message: &str) -> String {
             .unwrap_or_default();
         return format!("`{bad}` is not one of {}{hint}", list(known, 30));
     }
-    if message.contains("untagged enum Scalar") {
-        return "expected a string, number or boolean".into();
-    }
-    if message.contains("untagged enum RawControlServer") {
-        return "expected a name (e.g. `http`) or a mapping with `listen` or `unix_socket`".into();
-    }
     for prefix in ["invalid type: ", "invalid value: "] {
         if let Some(rest) = message.strip_prefix(prefix) {
             if let Some((found, expected)) = rest.split_once(", expected ") {
-                return format!("expected {}, found {}", plain_type(expected), found);
+                let non_finite = NON_FINITE
+                    .iter()
+                    .find(|n| found == format!("string \"{n}\""));
+                if let (Some(n), "f64") = (non_finite, expected) {
+                    return format!("must be a finite number, got `{n}`; write an ordinary number");
+                }
+                let found = match found {
+                    "map" => "a mapping",
+                    "sequence" => "a list",
+                    other => other,
+                };
+                return format!("expected {}, found {found}", plain_type(expected));
             }
         }
     }
@@ -119,6 +126,11 @@ mod tests {
         assert_eq!(m, "expected a number, found string \"abc\"");
         let m = serde_message("affinity", "invalid value: integer `-1`, expected usize");
         assert_eq!(m, "expected a whole number ≥ 0, found integer `-1`");
+        let m = serde_message("timeout", "invalid type: string \".nan\", expected f64");
+        assert_eq!(
+            m,
+            "must be a finite number, got `.nan`; write an ordinary number"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::explain::{closest, list};
 use super::model::{ProcessSpec, Readiness, ReadyStrategy, RestartPolicy};
 use super::raw::{RawProcess, RawRestart};
-use super::resolve::{absolute, executable};
+use super::resolve::{absolute, executable, shown};
 use super::validate::Checker;
 use super::ProcessRef;
 
@@ -28,12 +28,27 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
+/// Returns why `name` cannot name an environment variable, if it cannot.
+pub fn bad_env_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("an empty name is not an environment variable name; remove it".into())
+    } else if name.contains(['=', '\0']) {
+        Some(format!(
+            "`{}` is not an environment variable name: it contains `=` or a NUL byte; rename it",
+            name.escape_debug()
+        ))
+    } else {
+        None
+    }
+}
+
 /// Checks one process; returns its spec when it is valid on its own.
 pub(super) fn check(c: &mut Checker, input: ProcessInput) -> Option<ProcessSpec> {
     let ProcessInput { who, raw } = input;
     let before = c.problems.len();
     let who_opt = Some(who);
     let name = match raw.name.as_deref() {
+        None if c.reported(who_opt, "name") => String::new(),
         None => {
             c.problem(
                 who_opt,
@@ -54,21 +69,15 @@ pub(super) fn check(c: &mut Checker, input: ProcessInput) -> Option<ProcessSpec>
         .flatten()
         .map(|(k, v)| (k.clone(), v.to_string()))
         .collect();
-    for key in env
-        .keys()
-        .filter(|k| k.is_empty() || k.contains(['=', '\0']))
-    {
-        c.problem(
-            who_opt,
-            "env",
-            format!("`{key}` is not an environment variable name"),
-        );
+    for why in env.keys().filter_map(|k| bad_env_name(k)) {
+        c.problem(who_opt, "env", why);
     }
     let search_path = env
         .get("PATH")
         .map(std::ffi::OsString::from)
         .or_else(|| std::env::var_os("PATH"));
     let executable = match raw.path.as_deref() {
+        None if c.reported(who_opt, "path") => None,
         None => {
             c.problem(
                 who_opt,
@@ -94,7 +103,14 @@ pub(super) fn check(c: &mut Checker, input: ProcessInput) -> Option<ProcessSpec>
         (Some(dir), _) => {
             let path = absolute(dir, &c.base);
             if !path.is_dir() {
-                c.problem(who_opt, "working_directory", format!("`{dir}` (resolved to `{}`) is not an existing folder; create it or fix the path", path.display()));
+                c.problem(
+                    who_opt,
+                    "working_directory",
+                    format!(
+                        "{} is not an existing folder; create it or fix the path",
+                        shown(dir, &path)
+                    ),
+                );
             }
             path
         }
@@ -220,7 +236,7 @@ fn readiness(c: &mut Checker, who: &ProcessRef, raw: &RawProcess) -> Option<Read
                 who_opt,
                 "ready_strategy",
                 format!(
-                    "`{other}` is not a known ready strategy (known: {}){hint}{plugins}",
+                    "`{other}` is not a known ready strategy (known: {}{plugins}){hint}",
                     list(&known, 20)
                 ),
             );
@@ -289,10 +305,14 @@ fn tcp(c: &mut Checker, who: &ProcessRef, params: &Map<String, Value>) -> Option
             }
         },
         Some(other) => {
+            let unquote = match other.as_str().map(str::parse::<u16>) {
+                Some(Ok(p)) if p > 0 => format!("; write it without quotes: `port: {p}`"),
+                _ => String::new(),
+            };
             c.problem(
                 Some(who),
                 "ready_params.port",
-                format!("`{other}` is not a port; use a whole number from 1 to 65535"),
+                format!("`{other}` is not a port; use a whole number from 1 to 65535{unquote}"),
             );
             None
         }
@@ -441,14 +461,20 @@ fn restart_policy(c: &mut Checker, who: &ProcessRef, raw: RawRestart) -> Restart
         c.problem(
             w,
             "restart.factor",
-            format!("must be a number from 1 to 100, got `{}`", policy.factor),
+            format!(
+                "must be a number from 1 to 100, got `{}`; e.g. `factor: {}` doubles each delay",
+                policy.factor, d.factor
+            ),
         );
     }
     if !(policy.jitter.is_finite() && (0.0..=1.0).contains(&policy.jitter)) {
         c.problem(
             w,
             "restart.jitter",
-            format!("must be a fraction from 0 to 1, got `{}`", policy.jitter),
+            format!(
+                "must be a fraction from 0 to 1, got `{}`; e.g. `jitter: {}` spreads delays by ±10 %",
+                policy.jitter, d.jitter
+            ),
         );
     }
     if policy.max_delay < policy.initial_delay && raw.max_delay_sec.is_some() {
@@ -456,7 +482,7 @@ fn restart_policy(c: &mut Checker, who: &ProcessRef, raw: RawRestart) -> Restart
             w,
             "restart.max_delay_sec",
             format!(
-                "({}) is below `initial_delay_sec` ({}); raise it or lower the initial delay",
+                "`{}` is below `restart.initial_delay_sec` (`{}`); raise it or lower the initial delay",
                 policy.max_delay.as_secs_f64(),
                 policy.initial_delay.as_secs_f64()
             ),

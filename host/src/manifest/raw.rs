@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 /// The whole manifest file.
@@ -98,7 +99,7 @@ pub struct RawProcess {
 }
 
 /// A string, number or boolean, kept as written and used as text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Scalar {
     /// A string.
@@ -176,7 +177,7 @@ pub struct RawRestart {
 }
 
 /// The control server: a name, as in Process Pilot, or explicit settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawControlServer {
     /// The name of a control server (`http` is built in). Example: `control_server: http`
@@ -225,4 +226,55 @@ pub struct RawPluginSettings {
     /// Configuration handed to the plugin's init, as JSON. Example: `config: { threshold_mib: 200 }`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<serde_json::Value>,
+}
+
+// `Scalar` and `RawControlServer` deserialize by hand rather than as `untagged` enums, whose errors
+// ("data did not match any variant") say neither what was found nor, for settings, which key is wrong.
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Text(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(i64::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawControlServer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ControlVisitor;
+        impl<'de> Visitor<'de> for ControlVisitor {
+            type Value = RawControlServer;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a name (e.g. `http`) or a mapping with `listen` or `unix_socket`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawControlServer, E> {
+                Ok(RawControlServer::Name(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawControlServer, A::Error> {
+                RawControlSettings::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawControlServer::Settings)
+            }
+        }
+        deserializer.deserialize_any(ControlVisitor)
+    }
 }

@@ -23,6 +23,15 @@ pub fn absolute(written: &str, base: &Path) -> PathBuf {
     normalize(&base.join(expanded))
 }
 
+/// Returns `written` in backticks, followed by what it resolved to when that reads differently.
+pub fn shown(written: &str, resolved: &Path) -> String {
+    if Path::new(written) == resolved {
+        format!("`{written}`")
+    } else {
+        format!("`{written}` (resolved to `{}`)", resolved.display())
+    }
+}
+
 /// Removes `.` and `..` components without touching the file system.
 fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
@@ -59,18 +68,20 @@ pub fn executable(
             path,
             warning: None,
         }),
-        Err(why) if Path::new(written).is_absolute() => Err(format!("`{written}` {why}")),
-        Err(why) => Err(format!(
-            "`{written}` (resolved to `{}`) {why}",
-            path.display()
+        Err(why) if why == MISSING && !Path::new(written).is_absolute() => Err(format!(
+            "{} {why}; relative paths start at the manifest's folder (or `base_directory`)",
+            shown(written, &path)
         )),
+        Err(why) => Err(format!("{} {why}", shown(written, &path))),
     }
 }
 
+const MISSING: &str = "does not exist";
+
 fn check_executable(path: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|_| "does not exist".to_string())?;
+    let meta = std::fs::metadata(path).map_err(|_| MISSING.to_string())?;
     if meta.is_dir() {
-        return Err("is a directory, not an executable".into());
+        return Err("is a directory, not an executable; name the program inside it".into());
     }
     if meta.permissions().mode() & 0o111 == 0 {
         return Err(format!(
@@ -117,7 +128,7 @@ fn by_pattern(written: &str, base: &Path) -> Result<Resolved, String> {
     found.sort();
     let Some(first) = found.first().cloned() else {
         return Err(format!(
-            "no executable matches `{written}` (searched `{pattern_text}`)"
+            "no executable matches `{written}` (searched `{pattern_text}`); fix the pattern or give the executable's path"
         ));
     };
     let warning = (found.len() > 1).then(|| {

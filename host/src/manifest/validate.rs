@@ -15,7 +15,7 @@ use super::explain::{closest, list, serde_message};
 use super::model::{ControlServer, Manifest, PluginSettings, ProcessSpec};
 use super::process::{self, ProcessInput};
 use super::raw::{RawControlServer, RawManifest, RawPluginSettings, RawProcess};
-use super::resolve::absolute;
+use super::resolve::{absolute, shown};
 use super::{Catalog, Problem, ProcessRef};
 use crate::graph::DepGraph;
 
@@ -55,6 +55,13 @@ impl Checker<'_> {
         });
     }
 
+    /// Returns whether a problem about `field` of `process` was recorded already.
+    pub fn reported(&self, process: Option<&ProcessRef>, field: &str) -> bool {
+        self.problems
+            .iter()
+            .any(|p| p.process.as_ref() == process && p.field.as_deref() == Some(field))
+    }
+
     /// Reads `object` into `T` one key at a time, recording each key that fails and leaving it out.
     pub fn typed<T: DeserializeOwned + Default>(
         &mut self,
@@ -64,18 +71,54 @@ impl Checker<'_> {
     ) -> T {
         let mut clean = Map::new();
         for (key, value) in object {
-            let single = Value::Object(Map::from_iter([(key.clone(), value.clone())]));
-            match serde_json::from_value::<T>(single) {
-                Ok(_) => {
-                    clean.insert(key, value);
-                }
-                Err(e) => {
-                    let field = format!("{prefix}{key}");
-                    self.problem(process, &field, serde_message(&key, &e.to_string()));
-                }
+            if let Some(value) = self.keep::<T>(process, prefix, &[&key], value) {
+                clean.insert(key, value);
             }
         }
         serde_json::from_value(Value::Object(clean)).unwrap_or_default()
+    }
+
+    /// Returns what `T` accepts of `value` at `path`, recording a problem for each rejected part.
+    ///
+    /// Mappings that `T` expects (`restart`, `plugins.<name>`) are checked key by key, so a problem
+    /// names the deepest key at fault (`restart.factor`) and the other keys are still used.
+    fn keep<T: DeserializeOwned>(
+        &mut self,
+        process: Option<&ProcessRef>,
+        prefix: &str,
+        path: &[&str],
+        value: Value,
+    ) -> Option<Value> {
+        let error = serde_json::from_value::<T>(nest(path, value.clone())).err();
+        let expects_mapping =
+            || serde_json::from_value::<T>(nest(path, Value::Object(Map::new()))).is_ok();
+        let field = format!("{prefix}{}", path.join("."));
+        // serde would also fill a struct from a list, by position; a manifest must name its keys.
+        if value.is_array() && expects_mapping() {
+            self.problem(process, &field, "expected a mapping, found a list");
+            return None;
+        }
+        let Some(error) = error else {
+            return Some(value);
+        };
+        if let Value::Object(inner) = value {
+            if !inner.is_empty() && expects_mapping() {
+                let mut kept = Map::new();
+                for (key, v) in inner {
+                    let deeper: Vec<&str> = path.iter().copied().chain([key.as_str()]).collect();
+                    if let Some(v) = self.keep::<T>(process, prefix, &deeper, v) {
+                        kept.insert(key, v);
+                    }
+                }
+                let kept = Value::Object(kept);
+                if serde_json::from_value::<T>(nest(path, kept.clone())).is_ok() {
+                    return Some(kept);
+                }
+            }
+        }
+        let key = path.last().copied().unwrap_or_default();
+        self.problem(process, &field, serde_message(key, &error.to_string()));
+        None
     }
 
     /// Converts seconds to a duration: finite and ≥ 0 (or > 0 with `positive`).
@@ -104,6 +147,13 @@ impl Checker<'_> {
     }
 }
 
+/// Returns `value` wrapped in one single-key mapping per element of `path`.
+fn nest(path: &[&str], value: Value) -> Value {
+    path.iter().rev().fold(value, |inner, key| {
+        Value::Object(Map::from_iter([(key.to_string(), inner)]))
+    })
+}
+
 /// Validates a parsed document loaded from `source`.
 pub(super) fn validate(
     doc: Value,
@@ -122,7 +172,7 @@ pub(super) fn validate(
         let fix = if doc.is_array() {
             "; put the list under `processes:`"
         } else {
-            ""
+            "; e.g. `processes: [{ name: web, path: ./web }]`"
         };
         c.problem(
             None,
@@ -131,7 +181,7 @@ pub(super) fn validate(
         );
         return Err(c.problems);
     };
-    let processes = top.remove("processes");
+    let processes = top.shift_remove("processes");
     let mut raw: RawManifest = c.typed(top, None, "");
 
     if let Some(dir) = &raw.base_directory {
@@ -143,8 +193,8 @@ pub(super) fn validate(
                 None,
                 "base_directory",
                 format!(
-                    "`{dir}` (resolved to `{}`) is not an existing folder",
-                    path.display()
+                    "{} is not an existing folder; create it or fix the path",
+                    shown(dir, &path)
                 ),
             );
         }
@@ -215,7 +265,10 @@ fn read_processes(
             c.problem(
                 None,
                 "processes",
-                format!("must be a list of processes, found {}", kind_of(&other)),
+                format!(
+                    "must be a list of processes, found {}; write each process as a list item, e.g. `processes: [{{ name: web, path: ./web }}]`",
+                    kind_of(&other)
+                ),
             );
             return (Vec::new(), Vec::new());
         }
@@ -411,7 +464,11 @@ fn plugin_settings(
             ("call_timeout_ms", s.call_timeout_ms),
         ] {
             if v == Some(0) {
-                c.problem(None, &field(key), "must be greater than 0");
+                c.problem(
+                    None,
+                    &field(key),
+                    "must be greater than 0, got `0`; raise it, or remove the key to use the host's default",
+                );
             }
         }
         let paths = |c: &mut Checker, key: &str, list: &Option<Vec<String>>| -> Vec<PathBuf> {
@@ -421,7 +478,14 @@ fn plugin_settings(
                 if abs.exists() {
                     out.push(abs);
                 } else {
-                    c.problem(None, &field(key), format!("`{p}` (resolved to `{}`) does not exist; create it or remove the grant", abs.display()));
+                    c.problem(
+                        None,
+                        &field(key),
+                        format!(
+                            "{} does not exist; create it or remove the grant",
+                            shown(p, &abs)
+                        ),
+                    );
                 }
             }
             out
@@ -436,12 +500,8 @@ fn plugin_settings(
             }
         }
         for var in s.allow_env.iter().flatten() {
-            if var.is_empty() || var.contains(['=', '\0']) {
-                c.problem(
-                    None,
-                    &field("allow_env"),
-                    format!("`{var}` is not an environment variable name"),
-                );
+            if let Some(why) = process::bad_env_name(var) {
+                c.problem(None, &field("allow_env"), why);
             }
         }
         out.insert(

@@ -6,18 +6,16 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// The `pilot-host` binary under test.
-pub fn pilot_host() -> PathBuf {
+fn pilot_host_path() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pilot-host"))
 }
 
 /// The `pilot-child` helper, built beside `pilot-host` by `cargo test --workspace` (or `cargo xtask test`).
 pub fn pilot_child() -> PathBuf {
-    let path = pilot_host().with_file_name("pilot-child");
+    let path = pilot_host_path().with_file_name("pilot-child");
     assert!(
         path.exists(),
         "{} is missing: run `cargo build -p testkit` or `cargo xtask test`",
@@ -26,46 +24,14 @@ pub fn pilot_child() -> PathBuf {
     path
 }
 
-/// A temporary folder, removed on drop.
-pub struct Scratch(pub PathBuf);
+pub use crate::support::Scratch;
 
-impl Scratch {
-    /// Creates a fresh folder for test `name`.
-    pub fn new(name: &str) -> Scratch {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("pilot-test-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    /// Returns `name` inside the folder.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Writes `text` to `name` in the folder; returns its path.
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// Writes a manifest; `CHILD` in `yaml` stands for the pilot-child path, `DIR` for this folder.
-    pub fn manifest(&self, yaml: &str) -> PathBuf {
-        let text = yaml
-            .replace("CHILD", &pilot_child().display().to_string())
-            .replace("DIR", &self.0.display().to_string());
-        self.write("manifest.yaml", &text)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes a manifest into `dir`; `CHILD` in `yaml` stands for the pilot-child path, `DIR` for the folder.
+pub fn manifest(dir: &Scratch, yaml: &str) -> PathBuf {
+    let text = yaml
+        .replace("CHILD", &pilot_child().display().to_string())
+        .replace("DIR", &dir.path().display().to_string());
+    dir.write("manifest.yaml", &text)
 }
 
 /// Returns a TCP port the OS just gave out on 127.0.0.1 (free again when returned).
@@ -114,7 +80,7 @@ impl Pilot {
 
     /// Starts `pilot-host ARGS`.
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Pilot {
-        let mut child = Command::new(pilot_host())
+        let mut child = Command::new(pilot_host_path())
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -1,5 +1,10 @@
-//! The integration tests: the real `pilot-host` binary, real child processes, real plugins.
+//! Integration tests: the real `pilot-host` and `process-graph` binaries, run on fixtures and on
+//! manifests written into scratch folders, with real child processes.
 
+mod graph;
 mod harness;
 mod library;
 mod run;
+mod schema;
+mod support;
+mod validate;

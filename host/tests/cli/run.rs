@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use crate::harness::*;
+use crate::harness::{self, *};
 
 #[test]
 fn a_ready_chain_over_file_pipe_and_tcp_starts_in_order_and_stops_cleanly() {
     let dir = Scratch::new("chain");
     let port = free_port();
-    let manifest = dir.manifest(&format!(
+    let manifest = manifest(&dir, &format!(
         r#"
 processes:
   - name: disk
@@ -35,17 +35,17 @@ processes:
 "#
     ));
     let mut pilot = Pilot::run(&manifest);
-    pilot.wait_log("web: started", SOON);
+    wait_until("all four children started", SOON, || read_times(&dir.join("starts")).len() == 4);
     for name in ["disk", "queue", "api"] {
         pilot.wait_log(&format!("{name}: ready after"), SOON);
     }
-    let starts: Vec<String> = read_times(&dir.path("starts"))
+    let starts: Vec<String> = read_times(&dir.join("starts"))
         .into_iter()
         .map(|(n, _)| n)
         .collect();
     assert_eq!(starts, ["disk", "queue", "api", "web"]);
     // Each process started only after the one before it was ready: at least 100 ms apart.
-    let times: Vec<u128> = read_times(&dir.path("starts"))
+    let times: Vec<u128> = read_times(&dir.join("starts"))
         .into_iter()
         .map(|(_, t)| t)
         .collect();
@@ -56,7 +56,7 @@ processes:
         );
     }
     assert!(
-        !dir.path("queue.fifo").exists(),
+        !dir.join("queue.fifo").exists(),
         "the FIFO pilot-host created is removed once ready"
     );
     let pids: Vec<u32> = ["disk", "queue", "api", "web"]
@@ -74,7 +74,7 @@ processes:
 #[test]
 fn independent_processes_start_together() {
     let dir = Scratch::new("parallel");
-    let manifest = dir.manifest(
+    let manifest = manifest(&dir, 
         r#"
 processes:
   - { name: a, path: CHILD, args: [--touch-after, 300, DIR/a], ready_strategy: file, ready_params: { path: DIR/a } }
@@ -102,7 +102,7 @@ processes:
 #[test]
 fn a_dependency_that_never_gets_ready_fails_and_its_dependents_are_skipped() {
     let dir = Scratch::new("never-ready");
-    let manifest = dir.manifest(
+    let manifest = manifest(&dir, 
         r#"
 processes:
   - name: db
@@ -140,14 +140,14 @@ processes:
 #[test]
 fn a_child_that_ignores_sigterm_is_killed_after_its_timeout() {
     let dir = Scratch::new("ignore-term");
-    let manifest = dir.manifest(
+    let manifest = manifest(&dir, 
         r#"
 processes:
   - { name: stubborn, path: CHILD, args: [--ignore-term, --pid-file, DIR/pid], timeout: 0.3 }
 "#,
     );
     let mut pilot = Pilot::run(&manifest);
-    let pid = read_pid(&dir.path("pid"));
+    let pid = read_pid(&dir.join("pid"));
     pilot.wait_log("stubborn: started", SOON);
     pilot.signal(libc::SIGTERM);
     assert_eq!(pilot.wait_exit(SOON).code(), Some(0));
@@ -164,10 +164,10 @@ processes:
 #[test]
 fn a_grandchild_goes_with_its_parent_on_stop() {
     let dir = Scratch::new("grandchild");
-    let manifest = dir.manifest("processes:\n  - { name: parent, path: CHILD, args: [--grandchild, DIR/gc, --pid-file, DIR/pid] }\n");
+    let manifest = manifest(&dir, "processes:\n  - { name: parent, path: CHILD, args: [--grandchild, DIR/gc, --pid-file, DIR/pid] }\n");
     let mut pilot = Pilot::run(&manifest);
-    let grandchild = read_pid(&dir.path("gc"));
-    let child = read_pid(&dir.path("pid"));
+    let grandchild = read_pid(&dir.join("gc"));
+    let child = read_pid(&dir.join("pid"));
     assert!(alive(grandchild) && alive(child));
     pilot.signal(libc::SIGTERM);
     assert_eq!(pilot.wait_exit(SOON).code(), Some(0));
@@ -178,7 +178,7 @@ fn a_grandchild_goes_with_its_parent_on_stop() {
 #[test]
 fn sigkill_of_pilot_host_takes_children_and_grandchildren_along() {
     let dir = Scratch::new("sigkill");
-    let manifest = dir.manifest(
+    let manifest = manifest(&dir, 
         r#"
 processes:
   - { name: a, path: CHILD, args: [--pid-file, DIR/a, --ignore-term] }
@@ -187,9 +187,9 @@ processes:
     );
     let mut pilot = Pilot::run(&manifest);
     let pids = [
-        read_pid(&dir.path("a")),
-        read_pid(&dir.path("b")),
-        read_pid(&dir.path("gc")),
+        read_pid(&dir.join("a")),
+        read_pid(&dir.join("b")),
+        read_pid(&dir.join("gc")),
     ];
     pilot.wait_log("b: started", SOON);
     pilot.signal(libc::SIGKILL);
@@ -204,22 +204,23 @@ processes:
 #[test]
 fn stop_order_is_the_reverse_of_the_dependency_order() {
     let dir = Scratch::new("stop-order");
-    let manifest = dir.manifest(
+    let manifest = manifest(&dir, 
         r#"
 processes:
-  - { name: db, path: CHILD, args: [--name, db, --record-stop, DIR/stops] }
-  - { name: api, path: CHILD, args: [--name, api, --record-stop, DIR/stops], dependencies: [db] }
-  - { name: web, path: CHILD, args: [--name, web, --record-stop, DIR/stops], dependencies: [api] }
-  - { name: cron, path: CHILD, args: [--name, cron, --record-stop, DIR/stops], dependencies: [db] }
+  - { name: db, path: CHILD, args: [--name, db, --record-stop, DIR/stops, --pid-file, DIR/db.pid] }
+  - { name: api, path: CHILD, args: [--name, api, --record-stop, DIR/stops, --pid-file, DIR/api.pid], dependencies: [db] }
+  - { name: web, path: CHILD, args: [--name, web, --record-stop, DIR/stops, --pid-file, DIR/web.pid], dependencies: [api] }
+  - { name: cron, path: CHILD, args: [--name, cron, --record-stop, DIR/stops, --pid-file, DIR/cron.pid], dependencies: [db] }
 "#,
     );
     let mut pilot = Pilot::run(&manifest);
-    for name in ["web", "cron"] {
-        pilot.wait_log(&format!("{name}: started"), SOON);
+    for name in ["db", "api", "web", "cron"] {
+        // The pid file is written once the child is listening for SIGTERM.
+        read_pid(&dir.join(&format!("{name}.pid")));
     }
     pilot.signal(libc::SIGINT);
     assert_eq!(pilot.wait_exit(SOON).code(), Some(0));
-    let stops = read_times(&dir.path("stops"));
+    let stops = read_times(&dir.join("stops"));
     let when = |name: &str| {
         stops
             .iter()
@@ -237,7 +238,7 @@ processes:
 #[test]
 fn a_crash_loop_backs_off_then_fails() {
     let dir = Scratch::new("crash-loop");
-    let manifest = dir.manifest(
+    let manifest = manifest(&dir, 
         r#"
 processes:
   - name: crashy
@@ -272,7 +273,7 @@ processes:
 #[test]
 fn a_stable_run_is_restarted_at_once() {
     let dir = Scratch::new("stable");
-    let manifest = dir.manifest(
+    let manifest = manifest(&dir, 
         r#"
 processes:
   - name: steady
@@ -292,8 +293,8 @@ processes:
 #[test]
 fn env_working_directory_and_affinity_are_seen_by_the_child() {
     let dir = Scratch::new("env");
-    std::fs::create_dir(dir.path("wd")).unwrap();
-    let manifest = dir.manifest(
+    std::fs::create_dir(dir.join("wd")).unwrap();
+    let manifest = manifest(&dir, 
         r#"
 processes:
   - name: probe
@@ -317,7 +318,7 @@ processes:
         SOON,
     );
     pilot.wait_out(
-        &format!("probe       | cwd={}", dir.path("wd").display()),
+        &format!("probe       | cwd={}", dir.join("wd").display()),
         SOON,
     );
     pilot.wait_out("probe       | affinity=0", SOON);
@@ -328,7 +329,7 @@ processes:
 #[test]
 fn output_is_prefixed_and_a_flood_or_a_huge_line_blocks_nothing() {
     let dir = Scratch::new("flood");
-    let manifest = dir.manifest(
+    let manifest = manifest(&dir, 
         r#"
 processes:
   - { name: flood, path: CHILD, args: [--print, 50000, --long-line, 1000000, --touch-after, 0, DIR/flooded] }
@@ -338,7 +339,7 @@ processes:
     let pilot = Pilot::run(&manifest);
     pilot.wait_out("calm  | calm tick 3", SOON);
     wait_until("the flooding child got past its output", SOON, || {
-        dir.path("flooded").exists()
+        dir.join("flooded").exists()
     });
     let out = pilot.stdout_text();
     assert!(
@@ -355,7 +356,7 @@ processes:
 #[test]
 fn shutdown_everything_stops_all_and_exits_with_the_trigger_status() {
     let dir = Scratch::new("shutdown-everything");
-    let manifest = dir.manifest(
+    let manifest = manifest(&dir, 
         r#"
 processes:
   - { name: server, path: CHILD, args: [--pid-file, DIR/server] }
@@ -363,7 +364,7 @@ processes:
 "#,
     );
     let mut pilot = Pilot::run(&manifest);
-    let server = read_pid(&dir.path("server"));
+    let server = read_pid(&dir.join("server"));
     assert_eq!(
         pilot.wait_exit(SOON).code(),
         Some(0),
@@ -371,7 +372,7 @@ processes:
         pilot.stderr_text()
     );
     assert!(!alive(server));
-    let failing = dir.manifest("processes:\n  - { name: job, path: CHILD, args: [--exit-after, 50, 4], shutdown_strategy: shutdown_everything }\n");
+    let failing = harness::manifest(&dir, "processes:\n  - { name: job, path: CHILD, args: [--exit-after, 50, 4], shutdown_strategy: shutdown_everything }\n");
     let mut pilot = Pilot::run(&failing);
     assert_eq!(pilot.wait_exit(SOON).code(), Some(1));
     assert!(
@@ -386,7 +387,7 @@ processes:
 #[test]
 fn do_not_restart_leaves_a_process_stopped_and_a_failure_shows_in_the_exit_code() {
     let dir = Scratch::new("do-not-restart");
-    let manifest = dir.manifest(
+    let manifest = manifest(&dir, 
         r#"
 processes:
   - { name: ok, path: CHILD, args: [--exit-after, 50, 0], shutdown_strategy: do_not_restart }
@@ -405,9 +406,9 @@ processes:
 #[test]
 fn a_second_sigint_kills_at_once() {
     let dir = Scratch::new("second-sigint");
-    let manifest = dir.manifest("processes:\n  - { name: stubborn, path: CHILD, args: [--ignore-term, --pid-file, DIR/pid], timeout: 60 }\n");
+    let manifest = manifest(&dir, "processes:\n  - { name: stubborn, path: CHILD, args: [--ignore-term, --pid-file, DIR/pid], timeout: 60 }\n");
     let mut pilot = Pilot::run(&manifest);
-    let pid = read_pid(&dir.path("pid"));
+    let pid = read_pid(&dir.join("pid"));
     pilot.wait_log("stubborn: started", SOON);
     pilot.signal(libc::SIGINT);
     pilot.wait_log("SIGINT received", SOON);
@@ -423,7 +424,7 @@ fn a_second_sigint_kills_at_once() {
 fn a_stale_ready_file_does_not_make_a_new_run_look_ready() {
     let dir = Scratch::new("stale");
     dir.write("ready", "from an old run");
-    let manifest = dir.manifest(
+    let manifest = manifest(&dir, 
         r#"
 processes:
   - { name: slow, path: CHILD, args: [--touch-after, 200, DIR/ready], ready_strategy: file, ready_params: { path: DIR/ready } }
@@ -447,9 +448,9 @@ processes:
 #[test]
 fn an_invalid_manifest_starts_nothing_and_exits_2() {
     let dir = Scratch::new("invalid-run");
-    let manifest = dir.manifest("processes:\n  - { name: a, path: CHILD, args: [--pid-file, DIR/pid], dependencies: [ghost] }\n");
+    let manifest = manifest(&dir, "processes:\n  - { name: a, path: CHILD, args: [--pid-file, DIR/pid], dependencies: [ghost] }\n");
     let mut pilot = Pilot::run(&manifest);
     assert_eq!(pilot.wait_exit(SOON).code(), Some(2));
     assert!(pilot.stderr_text().contains("`ghost` is not defined"));
-    assert!(!dir.path("pid").exists());
+    assert!(!dir.join("pid").exists());
 }

@@ -1,0 +1,145 @@
+//! `pilot-host validate`: start order on success, every problem and exit 2 on bad input.
+
+use crate::support::{fixture, normalize, pilot_host, run, Scratch};
+
+#[test]
+fn valid_manifest_exits_0_and_prints_start_order_by_level() {
+    let out = run(pilot_host().args(["validate", "tests/fixtures/valid/everything.yaml"]));
+    out.expect_code(0);
+    assert_eq!(
+        out.stdout,
+        "manifest `tests/fixtures/valid/everything.yaml` is valid: 4 processes in 3 start levels\n\
+         \x20 level 1: db, queue\n\
+         \x20 level 2: api\n\
+         \x20 level 3: web\n"
+    );
+}
+
+#[test]
+fn levels_group_processes_whose_dependencies_are_all_in_earlier_levels() {
+    let dir = Scratch::new("diamond");
+    let server = fixture("bin/server");
+    let manifest = dir.write(
+        "diamond.yaml",
+        &format!(
+            "processes:\n\
+             \x20 - {{ name: web, path: {s}, dependencies: [api, worker] }}\n\
+             \x20 - {{ name: api, path: {s}, dependencies: [db, cache] }}\n\
+             \x20 - {{ name: worker, path: {s}, dependencies: [db] }}\n\
+             \x20 - {{ name: db, path: {s} }}\n\
+             \x20 - {{ name: cache, path: {s} }}\n",
+            s = server.display()
+        ),
+    );
+    let out = run(pilot_host().arg("validate").arg(&manifest));
+    out.expect_code(0)
+        .stdout_has("is valid: 5 processes in 3 start levels\n")
+        .stdout_has("  level 1: db, cache\n  level 2: api, worker\n  level 3: web\n");
+}
+
+#[test]
+fn invalid_manifest_exits_2_and_lists_every_problem() {
+    for name in [
+        "many-errors-mixed.yaml",
+        "many-errors-processes.json",
+        "many-errors-cross.yml",
+    ] {
+        let relative = format!("tests/fixtures/invalid/{name}");
+        let out = run(pilot_host().args(["validate", &relative]));
+        out.expect_code(2);
+        let golden = std::fs::read_to_string(fixture(&format!("invalid/{name}.err"))).unwrap();
+        assert_eq!(normalize(&out.stderr), format!("error: {golden}"), "{name}");
+        assert_eq!(out.stdout, "", "{name}: nothing on stdout");
+    }
+}
+
+#[test]
+fn every_invalid_fixture_exits_2_with_an_error() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(fixture("invalid")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "err") {
+            continue;
+        }
+        let out = run(pilot_host().arg("validate").arg(&path));
+        out.expect_code(2).stderr_has("error: ");
+        checked += 1;
+    }
+    assert!(
+        checked >= 36,
+        "want at least 36 invalid fixtures, got {checked}"
+    );
+}
+
+#[test]
+fn missing_manifest_exits_2() {
+    let dir = Scratch::new("missing");
+    let missing = dir.join("nowhere.yaml");
+    let out = run(pilot_host().arg("validate").arg(&missing));
+    out.expect_code(2)
+        .stderr_has(&format!("cannot read manifest `{}`", missing.display()));
+}
+
+#[test]
+fn plugins_folder_that_does_not_exist_exits_2() {
+    let dir = Scratch::new("no-plugins");
+    let plugins = dir.join("plugins");
+    let out = run(pilot_host()
+        .args(["validate", "tests/fixtures/valid/minimal.json", "--plugins"])
+        .arg(&plugins));
+    out.expect_code(2).stderr_has(&format!(
+        "plugin folder `{}` does not exist; pass an existing folder to `--plugins`",
+        plugins.display()
+    ));
+}
+
+#[test]
+fn plugins_folder_that_exists_is_accepted() {
+    let dir = Scratch::new("plugins");
+    let out = run(pilot_host()
+        .args(["validate", "tests/fixtures/valid/minimal.json", "--plugins"])
+        .arg(dir.path()));
+    out.expect_code(0).stdout_has("level 1: solo\n");
+}
+
+#[test]
+fn warnings_are_printed_and_do_not_fail_validation() {
+    let dir = Scratch::new("warnings");
+    let manifest = dir.write(
+        "warn.yaml",
+        &format!(
+            "processes:\n\
+             \x20 - {{ name: db, path: {s} }}\n\
+             \x20 - {{ name: api, path: {s}, dependencies: [db, db], affinity: [0, 0] }}\n",
+            s = fixture("bin/server").display()
+        ),
+    );
+    let out = run(pilot_host().arg("validate").arg(&manifest));
+    out.expect_code(0)
+        .stderr_has("warning: process `api`, `dependencies`: `db` is listed twice\n")
+        .stderr_has("warning: process `api`, `affinity`: lists a CPU more than once\n")
+        .stdout_has("level 2: api\n");
+}
+
+#[test]
+fn syntax_errors_carry_line_and_column() {
+    let out = run(pilot_host().args(["validate", "tests/fixtures/invalid/yaml-syntax-error.yaml"]));
+    out.expect_code(2)
+        .stderr_has("yaml-syntax-error.yaml:6:12: invalid YAML: did not find expected ',' or ']'");
+    let out = run(pilot_host().args([
+        "validate",
+        "tests/fixtures/invalid/json-error-after-comment.json",
+    ]));
+    out.expect_code(2)
+        .stderr_has("json-error-after-comment.json:7:3: invalid JSON: trailing comma");
+}
+
+#[test]
+fn unsupported_extension_exits_2() {
+    let out = run(pilot_host().args([
+        "validate",
+        "tests/fixtures/invalid/unsupported-extension.toml",
+    ]));
+    out.expect_code(2)
+        .stderr_has("has an unsupported extension; name it `.yaml`, `.yml` or `.json`");
+}
