@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::graph::DepGraph;
 use crate::manifest::{self, Catalog, Loaded, ManifestError};
+use crate::plugin::{self, LoadedPlugin, PluginHost, PluginSet};
 use crate::render::{self, GraphFormat};
 
 /// The top-level command line of `pilot-host`.
@@ -47,11 +48,34 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         plugins: Option<PathBuf>,
     },
+    /// Vet plugins: component type, imports as capabilities, and smoke tests under production limits.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Print the manifest's JSON Schema.
     Schema,
     /// The guard process (internal): kills the process groups it is told about when its input ends.
     #[command(name = "__guard", hide = true)]
     Guard,
+}
+
+/// Plugin subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Check plugin files; exit 1 on any finding (2 when a file cannot be read).
+    Check {
+        /// The `.wasm` files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Configuration to `init` the plugins with, as JSON (as `plugins.<name>.config` would).
+        #[arg(long, value_name = "JSON")]
+        config: Option<String>,
+        /// Wall-clock limit of each call in milliseconds (default: the production limit, 1000).
+        #[arg(long, value_name = "MS")]
+        timeout_ms: Option<u64>,
+    },
 }
 
 /// Arguments of `graph`, shared with the `process-graph` binary.
@@ -116,6 +140,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate { manifest, plugins } => validate(&manifest, plugins.as_deref()),
         Command::Graph(args) => graph(&args),
         Command::Run { manifest, plugins } => run_manifest(&manifest, plugins.as_deref()),
+        Command::Plugin(PluginCommand::Check { files, json, config, timeout_ms }) => {
+            plugin_check(&files, json, config.as_deref(), timeout_ms)
+        }
         Command::Guard => return crate::supervisor::pgroup::run_guard(),
         Command::Schema => {
             println!(
@@ -143,28 +170,94 @@ pub fn exit_code(result: Result<(), Failure>) -> ExitCode {
     }
 }
 
-/// Loads a manifest for a command, printing its warnings.
-pub fn load(path: &Path, plugins: Option<&Path>) -> Result<Loaded, Failure> {
-    let catalog = match plugins {
-        None => Catalog::default(),
-        Some(dir) if !dir.is_dir() => {
-            return Err(Failure::BadInput(anyhow::anyhow!(
-                "plugin folder `{}` does not exist; pass an existing folder to `--plugins`",
-                dir.display()
-            )))
+/// A manifest with the plugins it was checked against.
+pub struct Prepared {
+    /// The manifest.
+    pub loaded: Loaded,
+    /// The plugins, compiled and described but not configured.
+    pub plugins: Vec<LoadedPlugin>,
+    /// The plugin runtime, when `--plugins` was given.
+    pub host: Option<PluginHost>,
+}
+
+/// Loads the plugins in `dir` (if any), then the manifest against what they provide; prints warnings.
+pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failure> {
+    let (host, plugins, catalog) = match dir {
+        None => (None, Vec::new(), Catalog::default()),
+        Some(dir) => {
+            if !dir.is_dir() {
+                return Err(Failure::BadInput(anyhow::anyhow!(
+                    "plugin folder `{}` does not exist; pass an existing folder to `--plugins`",
+                    dir.display()
+                )));
+            }
+            let host = PluginHost::new(plugin::default_cache_dir())
+                .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the plugin runtime: {e:#}")))?;
+            let (plugins, failed) = host
+                .load_dir(dir)
+                .await
+                .map_err(|e| Failure::BadInput(anyhow::anyhow!("cannot list plugin folder `{}`: {e}", dir.display())))?;
+            if !failed.is_empty() {
+                let list: Vec<String> = failed.iter().map(|e| format!("  - {e}")).collect();
+                return Err(Failure::BadInput(anyhow::anyhow!(
+                    "{} of {} plugins in `{}` cannot be used; nothing was started:\n{}",
+                    failed.len(),
+                    failed.len() + plugins.len(),
+                    dir.display(),
+                    list.join("\n")
+                )));
+            }
+            let catalog = plugin::catalog(&plugins).map_err(|clashes| {
+                Failure::BadInput(anyhow::anyhow!("plugins clash:\n  - {}", clashes.join("\n  - ")))
+            })?;
+            (Some(host), plugins, catalog)
         }
-        Some(_) => Catalog::default(),
     };
     let loaded = manifest::load(path, &catalog)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(loaded)
+    Ok(Prepared { loaded, plugins, host })
+}
+
+/// Loads a manifest without plugins, printing its warnings.
+pub fn load(path: &Path, plugins: Option<&Path>) -> Result<Loaded, Failure> {
+    runtime()?.block_on(prepare(path, plugins)).map(|p| p.loaded)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}")))
+}
+
+fn describe_plugins(plugins: &[LoadedPlugin]) {
+    for p in plugins {
+        let d = &p.description;
+        let how = if p.from_cache { "loaded from the compile cache" } else { "compiled" };
+        let mut provides = Vec::new();
+        for (kind, names) in [("ready strategies", &d.ready_strategies), ("lifecycle hooks", &d.lifecycle_hooks), ("stat handlers", &d.stat_handlers)] {
+            if !names.is_empty() {
+                provides.push(format!("{kind} {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")));
+            }
+        }
+        println!(
+            "plugin `{}` {} ({}, {how} in {:.1} ms): {}",
+            d.name,
+            d.version,
+            p.file.file_name().unwrap_or_default().to_string_lossy(),
+            p.compile_time.as_secs_f64() * 1000.0,
+            if provides.is_empty() { "provides nothing".to_string() } else { provides.join("; ") }
+        );
+    }
 }
 
 fn validate(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
-    let loaded = load(path, plugins)?;
-    let m = &loaded.manifest;
+    let prepared = runtime()?.block_on(prepare(path, plugins))?;
+    describe_plugins(&prepared.plugins);
+    let m = &prepared.loaded.manifest;
     let graph = DepGraph::new(
         m.processes
             .iter()
@@ -205,38 +298,39 @@ pub fn graph(args: &GraphArgs) -> Result<(), Failure> {
 }
 
 fn run_manifest(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
-    let loaded = load(path, plugins)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
-    let outcome = runtime.block_on(supervise(loaded.manifest))?;
+    let runtime = runtime()?;
+    let outcome = runtime.block_on(async {
+        let prepared = prepare(path, plugins).await?;
+        describe_plugins(&prepared.plugins);
+        let manifest = prepared.loaded.manifest;
+        let extensions: std::sync::Arc<dyn crate::extension::Extensions> = match prepared.host {
+            None => std::sync::Arc::new(crate::extension::NoExtensions),
+            Some(host) => std::sync::Arc::new(
+                PluginSet::start(&host, prepared.plugins, &manifest.plugins, manifest.ready_check_interval)
+                    .await
+                    .map_err(|errors| {
+                        Failure::BadInput(anyhow::anyhow!("plugins cannot start; nothing was started:\n  - {}", errors.join("\n  - ")))
+                    })?,
+            ),
+        };
+        supervise(manifest, extensions).await
+    })?;
+    // Plugin calls may still be parked in host calls; do not wait for them.
+    runtime.shutdown_background();
     let failed = outcome.failed();
     if failed.is_empty() {
         return Ok(());
     }
     let list: Vec<String> = failed
         .iter()
-        .map(|s| {
-            format!(
-                "`{}` {} ({})",
-                s.name,
-                s.state.as_str(),
-                s.reason.as_deref().unwrap_or("no reason given")
-            )
-        })
+        .map(|s| format!("`{}` {} ({})", s.name, s.state.as_str(), s.reason.as_deref().unwrap_or("no reason given")))
         .collect();
-    Err(Failure::Runtime(anyhow::anyhow!(
-        "{} of {} processes did not end as configured: {}",
-        failed.len(),
-        outcome.statuses.len(),
-        list.join("; ")
-    )))
+    Err(Failure::Runtime(anyhow::anyhow!("{} of {} processes did not end as configured: {}", failed.len(), outcome.statuses.len(), list.join("; "))))
 }
 
 async fn supervise(
     manifest: crate::manifest::Manifest,
+    extensions: std::sync::Arc<dyn crate::extension::Extensions>,
 ) -> Result<crate::supervisor::Outcome, Failure> {
     use std::io::IsTerminal as _;
     use tokio::signal::unix::{signal, SignalKind};
@@ -247,6 +341,7 @@ async fn supervise(
         .map(std::sync::Arc::new);
     let options = crate::supervisor::Options {
         guard,
+        extensions,
         colour: std::io::stdout().is_terminal(),
         ..Default::default()
     };
@@ -266,4 +361,50 @@ async fn supervise(
         }
     });
     Ok(supervisor.wait().await)
+}
+
+fn plugin_check(files: &[PathBuf], json: bool, config: Option<&str>, timeout_ms: Option<u64>) -> Result<(), Failure> {
+    let config = config
+        .map(serde_json::from_str::<serde_json::Value>)
+        .transpose()
+        .map_err(|e| Failure::BadInput(anyhow::anyhow!("`--config` is not JSON: {e}")))?;
+    for file in files {
+        if !file.is_file() {
+            return Err(Failure::BadInput(anyhow::anyhow!("`{}` is not a file", file.display())));
+        }
+    }
+    let settings = crate::manifest::PluginSettings {
+        config,
+        call_timeout: timeout_ms.map(std::time::Duration::from_millis),
+        ..Default::default()
+    };
+    let runtime = runtime()?;
+    let reports = runtime.block_on(async {
+        let host = PluginHost::new(plugin::default_cache_dir())
+            .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the plugin runtime: {e:#}")))?;
+        let mut reports = Vec::new();
+        for file in files {
+            reports.push(plugin::check::check_file(&host, file, &settings).await);
+        }
+        Ok::<_, Failure>(reports)
+    })?;
+    runtime.shutdown_background();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
+    } else {
+        for r in &reports {
+            r.print();
+        }
+    }
+    let findings: usize = reports.iter().map(|r| r.findings.len()).sum();
+    if findings == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow::anyhow!(
+            "{findings} {} in {} of {} plugins",
+            if findings == 1 { "finding" } else { "findings" },
+            reports.iter().filter(|r| !r.findings.is_empty()).count(),
+            reports.len()
+        )))
+    }
 }

@@ -7,11 +7,13 @@
 //! - [`render`]: the dependency graph as Graphviz DOT, and rendering it with Graphviz.
 //! - [`supervisor`]: starting, watching, restarting and stopping the processes; the library API.
 //! - [`extension`]: where plugins plug in (ready strategies, lifecycle hooks, stat handlers).
+//! - [`plugin`]: the WebAssembly plugin runtime: sandboxes, limits, grants, the compile cache, `plugin check`.
 //! - [`cli`]: the command line, a thin layer over the modules above.
 
 pub mod cli;
 pub mod extension;
 pub mod graph;
 pub mod manifest;
+pub mod plugin;
 pub mod render;
 pub mod supervisor;

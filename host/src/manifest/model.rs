@@ -21,6 +21,8 @@ pub struct Manifest {
     pub control_server: Option<ControlServer>,
     /// Time between two resource samples.
     pub stats_interval: Duration,
+    /// Time between two calls of a plugin's ready check.
+    pub ready_check_interval: Duration,
     /// Per-plugin limits and grants.
     pub plugins: BTreeMap<String, PluginSettings>,
     /// The processes, in file order.

@@ -33,6 +33,10 @@ pub struct RawManifest {
     /// Example: `stats_interval_sec: 0.5`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats_interval_sec: Option<f64>,
+    /// Seconds between two calls of a plugin's ready check (built-in strategies are event-driven).
+    /// Default 0.1. Example: `ready_check_interval_sec: 0.05`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_check_interval_sec: Option<f64>,
     /// Per-plugin limits, grants and configuration, keyed by the plugin's name.
     /// Example: `plugins: { http-ready: { allow_tcp: ["127.0.0.1:8080"] } }`
     #[serde(default, skip_serializing_if = "Option::is_none")]

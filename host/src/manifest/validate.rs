@@ -207,6 +207,13 @@ pub(super) fn validate(
         1.0,
         true,
     );
+    let ready_check_interval = c.seconds(
+        None,
+        "ready_check_interval_sec",
+        raw.ready_check_interval_sec,
+        0.1,
+        true,
+    );
     let control_server = raw
         .control_server
         .as_ref()
@@ -226,6 +233,7 @@ pub(super) fn validate(
         kill_timeout,
         control_server,
         stats_interval,
+        ready_check_interval,
         plugins,
         processes: specs.into_iter().flatten().collect(),
         raw,

@@ -24,6 +24,29 @@ pub fn pilot_child() -> PathBuf {
     path
 }
 
+/// The compile cache the tests share (keyed by content, so sharing is safe).
+pub fn plugin_cache() -> PathBuf {
+    pilot_host_path().parent().unwrap().join("plugin-cache")
+}
+
+/// Returns the plugin component `name` from `target/plugins/<group>/` (built by `cargo xtask plugins`).
+pub fn plugin(group: &str, name: &str) -> PathBuf {
+    let target = pilot_host_path().parent().unwrap().parent().unwrap().to_path_buf();
+    let path = target.join("plugins").join(group).join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: run `cargo xtask plugins` (or `cargo xtask test`)", path.display());
+    path
+}
+
+/// Makes a plugin folder inside `dir` holding copies of `plugins`; returns it.
+pub fn plugin_dir(dir: &Scratch, plugins: &[PathBuf]) -> PathBuf {
+    let folder = dir.join("plugins");
+    std::fs::create_dir_all(&folder).unwrap();
+    for p in plugins {
+        std::fs::copy(p, folder.join(p.file_name().unwrap())).unwrap();
+    }
+    folder
+}
+
 pub use crate::support::Scratch;
 
 /// Writes a manifest into `dir`; `CHILD` in `yaml` stands for the pilot-child path, `DIR` for the folder.
@@ -78,11 +101,23 @@ impl Pilot {
         Pilot::start(&["run".as_ref(), manifest.as_os_str()])
     }
 
+    /// Starts `pilot-host run MANIFEST --plugins DIR`.
+    pub fn run_with_plugins(manifest: &Path, plugins: &Path) -> Pilot {
+        Pilot::start(&["run".as_ref(), manifest.as_os_str(), "--plugins".as_ref(), plugins.as_os_str()])
+    }
+
     /// Starts `pilot-host ARGS`.
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Pilot {
+        Pilot::start_env(args, &[])
+    }
+
+    /// Starts `pilot-host ARGS` with extra environment variables.
+    pub fn start_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &std::ffi::OsStr)]) -> Pilot {
         let mut child = Command::new(pilot_host_path())
             .args(args)
             .env("RUST_LOG", "info")
+            .env("PILOT_HOST_CACHE_DIR", plugin_cache())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

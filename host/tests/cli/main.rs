@@ -4,6 +4,7 @@
 mod graph;
 mod harness;
 mod library;
+mod plugins;
 mod run;
 mod schema;
 mod support;

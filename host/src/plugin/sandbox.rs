@@ -1,0 +1,361 @@
+//! One plugin's sandbox: a Store with a closed WASI context opened only by the manifest's grants, and
+//! calls made under a fuel budget, a wall-clock deadline, a memory cap, a stack cap and a cap on data
+//! crossing into the host. A trap, a timeout or a dropped call discards the instance; the next call gets
+//! a fresh one from the plugin's `InstancePre`. Failing several calls in a row quarantines the plugin.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{self, Description, LogLevel, PilotPlugin, PilotPluginPre};
+use super::engine::PluginEngine;
+use super::log::{LogStream, PluginLog};
+use crate::manifest::PluginSettings;
+
+/// Failed calls in a row that quarantine a plugin.
+pub const QUARANTINE_AFTER: u32 = 3;
+
+/// The limits of every call into one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel per call (roughly wasm instructions; 15 to 22 million per ms of CPU here).
+    pub fuel: u64,
+    /// Linear memory cap in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock limit of one call.
+    pub call_timeout: Duration,
+    /// Cap on the bytes one call may pass to the host (strings, lists).
+    pub hostcall_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { fuel: 1_000_000_000, memory_bytes: 64 << 20, call_timeout: Duration::from_secs(1), hostcall_bytes: 1 << 20 }
+    }
+}
+
+impl Limits {
+    /// Returns the defaults overridden by the manifest's settings.
+    pub fn from_settings(settings: &PluginSettings) -> Limits {
+        let d = Limits::default();
+        Limits {
+            fuel: settings.fuel.unwrap_or(d.fuel),
+            memory_bytes: settings.memory_bytes.map_or(d.memory_bytes, |b| usize::try_from(b).unwrap_or(usize::MAX)),
+            call_timeout: settings.call_timeout.unwrap_or(d.call_timeout),
+            hostcall_bytes: d.hostcall_bytes,
+        }
+    }
+}
+
+/// Why a call into a plugin did not return a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin trapped; its instance was discarded.
+    #[error("{0}")]
+    Trap(String),
+    /// The call outlived its deadline inside a host call (a WASI sleep, a connect).
+    #[error("did not return within its {} ms limit; stopped", .0.as_millis())]
+    Timeout(Duration),
+    /// The plugin answered with its own error.
+    #[error("{0}")]
+    Plugin(String),
+    /// The plugin failed too often and is no longer called.
+    #[error("is quarantined after {QUARANTINE_AFTER} failed calls in a row")]
+    Quarantined,
+}
+
+/// Describes a trap for people.
+pub fn describe_trap(e: &wasmtime::Error, limits: &Limits) -> String {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => format!("ran out of fuel ({} units)", limits.fuel),
+        Some(Trap::Interrupt) => format!("ran past its {} ms deadline; interrupted", limits.call_timeout.as_millis()),
+        Some(Trap::StackOverflow) => "overflowed its stack".into(),
+        Some(Trap::UnreachableCodeReached) => "panicked or aborted (unreachable code reached)".into(),
+        Some(Trap::MemoryOutOfBounds) => "accessed memory out of bounds (a bug, or its own stack overflowed)".into(),
+        Some(Trap::CannotEnterComponent) => "cannot be entered again after an earlier failure".into(),
+        Some(other) => format!("trapped: {other}"),
+        None => {
+            let text = format!("{e:#}");
+            if text.contains("growing memory") || text.contains("memory.grow") {
+                format!("hit its memory cap of {} MiB", limits.memory_bytes >> 20)
+            } else if text.contains("hostcall") || text.contains("fuel") {
+                format!("passed more than {} KiB to the host in one call", limits.hostcall_bytes >> 10)
+            } else {
+                format!("trapped: {text}")
+            }
+        }
+    }
+}
+
+/// What a Store holds.
+pub struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    deadline: Instant,
+    log: Arc<PluginLog>,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bindings::pilot::plugin::types::Host for StoreState {}
+
+impl bindings::pilot::plugin::host::Host for StoreState {
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        self.log.line(level, &message);
+        Ok(())
+    }
+}
+
+/// Resolves `host:port` grants to socket addresses, once.
+fn resolve_tcp(grants: &[(String, u16)]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for (host, port) in grants {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => out.push(SocketAddr::new(ip, *port)),
+            Err(_) => match (host.as_str(), *port).to_socket_addrs() {
+                Ok(addrs) => out.extend(addrs),
+                Err(e) => tracing::warn!("cannot resolve granted TCP destination `{host}:{port}`: {e}"),
+            },
+        }
+    }
+    out
+}
+
+/// Builds the WASI context a plugin's grants allow; with no grants it reaches nothing.
+fn wasi_ctx(settings: &PluginSettings, log: &Arc<PluginLog>) -> wasmtime::Result<WasiCtx> {
+    let mut b = WasiCtxBuilder::new();
+    b.stdout(LogStream::new(log.clone(), LogLevel::Info)).stderr(LogStream::new(log.clone(), LogLevel::Warn));
+    for (paths, perms) in [(&settings.allow_read, FsPerms::ReadOnly), (&settings.allow_write, FsPerms::ReadWrite)] {
+        for path in paths {
+            let dir = if path.is_dir() { path.as_path() } else { path.parent().unwrap_or(path) };
+            b.preopened_dir(dir, dir.to_string_lossy(), perms)?;
+        }
+    }
+    for var in &settings.allow_env {
+        if let Ok(value) = std::env::var(var) {
+            b.env(var, value);
+        }
+    }
+    let allowed = resolve_tcp(&settings.allow_tcp);
+    if !allowed.is_empty() {
+        b.allow_tcp(true);
+        b.socket_addr_check(move |addr, usage| {
+            let ok = match usage {
+                SocketAddrUse::TcpConnect => allowed.contains(&addr),
+                // The implicit bind of a connect uses the wildcard address and port 0; listening is not granted.
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                _ => false,
+            };
+            Box::pin(async move { ok })
+        });
+    }
+    Ok(b.build())
+}
+
+/// A live instance.
+struct Live {
+    store: Store<StoreState>,
+    bindings: PilotPlugin,
+}
+
+/// A call into the plugin's exports, given the bindings and the store.
+pub type Call<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
+
+/// Returns `f` unchanged, with the higher-ranked signature [`Sandbox::call`] wants (closures kept in a
+/// variable do not get it inferred).
+pub fn call_fn<R, F>(f: F) -> F
+where
+    F: for<'a> FnOnce(&'a PilotPlugin, &'a mut Store<StoreState>) -> Call<'a, R>,
+{
+    f
+}
+
+/// The sandbox of one plugin; callers serialize on a lock around it.
+pub struct Sandbox {
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    engine: PluginEngine,
+    pre: PilotPluginPre<StoreState>,
+    settings: PluginSettings,
+    config: String,
+    /// The limits of each call.
+    pub limits: Limits,
+    log: Arc<PluginLog>,
+    live: Option<Live>,
+    in_call: bool,
+    failures: u32,
+}
+
+impl Sandbox {
+    /// Creates the sandbox; no instance exists until the first call.
+    pub fn new(
+        engine: PluginEngine,
+        pre: PilotPluginPre<StoreState>,
+        name: &str,
+        version: &str,
+        settings: PluginSettings,
+    ) -> Sandbox {
+        let config = settings.config.as_ref().map_or("null".to_string(), |c| c.to_string());
+        Sandbox {
+            name: name.to_string(),
+            version: version.to_string(),
+            engine,
+            pre,
+            limits: Limits::from_settings(&settings),
+            settings,
+            config,
+            log: PluginLog::new(name),
+            live: None,
+            in_call: false,
+            failures: 0,
+        }
+    }
+
+    /// Returns whether the plugin is quarantined.
+    pub fn quarantined(&self) -> bool {
+        self.failures >= QUARANTINE_AFTER
+    }
+
+    /// Returns whether a live instance exists (for tests and benchmarks).
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    fn new_store(&self) -> wasmtime::Result<Store<StoreState>> {
+        let state = StoreState {
+            wasi: wasi_ctx(&self.settings, &self.log)?,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .instances(64)
+                .memories(16)
+                .tables(64)
+                .trap_on_grow_failure(true)
+                .build(),
+            deadline: Instant::now(),
+            log: self.log.clone(),
+        };
+        let mut store = Store::new(&self.engine.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_hostcall_fuel(self.limits.hostcall_bytes);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Give the other tasks a turn every tick: a spinning guest never starves the supervisor.
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            }
+        });
+        Ok(store)
+    }
+
+    fn arm(store: &mut Store<StoreState>, limits: &Limits) -> wasmtime::Result<Instant> {
+        let deadline = Instant::now() + limits.call_timeout;
+        store.data_mut().deadline = deadline;
+        store.set_fuel(limits.fuel)?;
+        store.set_epoch_deadline(1);
+        Ok(deadline)
+    }
+
+    /// Awaits a call armed with `arm` until `deadline`; maps traps and timeouts.
+    async fn bounded<R>(
+        engine: &PluginEngine,
+        limits: &Limits,
+        deadline: Instant,
+        call: impl Future<Output = wasmtime::Result<R>>,
+    ) -> Result<R, CallError> {
+        let _ticking = engine.ticking();
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(CallError::Trap(describe_trap(&e, limits))),
+            Err(_) => Err(CallError::Timeout(limits.call_timeout)),
+        }
+    }
+
+    fn armed(store: &mut Store<StoreState>, limits: &Limits) -> Result<Instant, CallError> {
+        Self::arm(store, limits).map_err(|e| CallError::Trap(format!("cannot arm the limits: {e:#}")))
+    }
+
+    /// Creates a fresh instance, asks it to `describe` itself, and configures it with `init` (unless
+    /// only the description is wanted).
+    async fn instantiate(&mut self, init: bool) -> Result<(Live, Description), CallError> {
+        let mut store = self.new_store().map_err(|e| CallError::Trap(format!("cannot set up the sandbox: {e:#}")))?;
+        let deadline = Self::armed(&mut store, &self.limits)?;
+        let bindings = Self::bounded(&self.engine, &self.limits, deadline, self.pre.instantiate_async(&mut store)).await?;
+        let deadline = Self::armed(&mut store, &self.limits)?;
+        let describe = bindings.pilot_plugin_plugin().call_describe(&mut store);
+        let description = Self::bounded(&self.engine, &self.limits, deadline, describe).await?;
+        if !init {
+            return Ok((Live { store, bindings }, description));
+        }
+        let deadline = Self::armed(&mut store, &self.limits)?;
+        let init = bindings.pilot_plugin_plugin().call_init(&mut store, &self.config);
+        Self::bounded(&self.engine, &self.limits, deadline, init).await?.map_err(|e| CallError::Plugin(bindings::error_text(&e)))?;
+        Ok((Live { store, bindings }, description))
+    }
+
+    /// Returns what a fresh instance says of itself (without `init`); the instance is not kept.
+    pub async fn describe(&mut self) -> Result<Description, CallError> {
+        self.instantiate(false).await.map(|(_, description)| description)
+    }
+
+    /// Calls into the plugin under its limits.
+    pub async fn call<R>(
+        &mut self,
+        f: impl for<'a> FnOnce(&'a PilotPlugin, &'a mut Store<StoreState>) -> Call<'a, R>,
+    ) -> Result<R, CallError> {
+        if self.quarantined() {
+            return Err(CallError::Quarantined);
+        }
+        if self.in_call {
+            // The previous call's future was dropped mid-call: that instance cannot be entered again.
+            self.live = None;
+            self.in_call = false;
+        }
+        self.in_call = true;
+        let result = self.call_inner(f).await;
+        self.in_call = false;
+        match &result {
+            Err(CallError::Trap(_) | CallError::Timeout(_)) => {
+                self.live = None;
+                self.failures += 1;
+                if self.quarantined() {
+                    tracing::error!(
+                        "plugin `{}` {}: quarantined after {QUARANTINE_AFTER} failed calls in a row; its ready checks now count as not ready and its hooks and handlers are skipped",
+                        self.name,
+                        self.version
+                    );
+                }
+            }
+            _ => self.failures = 0,
+        }
+        result
+    }
+
+    async fn call_inner<R>(
+        &mut self,
+        f: impl for<'a> FnOnce(&'a PilotPlugin, &'a mut Store<StoreState>) -> Call<'a, R>,
+    ) -> Result<R, CallError> {
+        if self.live.is_none() {
+            self.live = Some(self.instantiate(true).await?.0);
+        }
+        let live = self.live.as_mut().expect("just made");
+        let deadline = Self::armed(&mut live.store, &self.limits)?;
+        Self::bounded(&self.engine, &self.limits, deadline, f(&live.bindings, &mut live.store)).await
+    }
+}

@@ -1,0 +1,306 @@
+//! `pilot-host` with real WebAssembly plugins: the examples doing their jobs, grants enforced, hostile
+//! plugins stopped within their limits while supervision goes on, `plugin check`, the compile cache.
+
+use std::time::Duration;
+
+use crate::harness::{self, *};
+
+fn examples() -> Vec<std::path::PathBuf> {
+    ["http-ready", "file-ready", "mem-guard", "event-log"].iter().map(|n| plugin("examples", n)).collect()
+}
+
+#[test]
+fn validate_lists_the_plugins_and_checks_names_against_them() {
+    let dir = Scratch::new("plugin-validate");
+    let plugins = plugin_dir(&dir, &examples());
+    let ok = harness::manifest(
+        &dir,
+        "processes:\n  - { name: web, path: CHILD, ready_strategy: http, ready_params: { url: 'http://127.0.0.1:1/' }, lifecycle_hooks: [event-log], stat_handlers: [mem-guard] }\n",
+    );
+    let mut pilot = Pilot::start(&["validate".as_ref(), ok.as_os_str(), "--plugins".as_ref(), plugins.as_os_str()]);
+    assert_eq!(pilot.wait_exit(SOON).code(), Some(0), "{}", pilot.stderr_text());
+    let out = pilot.stdout_text();
+    assert!(out.contains("plugin `http-ready` 0.1.0 (http-ready.wasm, "), "{out}");
+    assert!(out.contains("ready strategies `http`"), "{out}");
+
+    let bad = dir.write("bad.yaml", &format!(
+        "processes:\n  - {{ name: web, path: {}, ready_strategy: htp, lifecycle_hooks: [event-logg] }}\nplugins:\n  nope: {{}}\n",
+        pilot_child().display()
+    ));
+    let mut pilot = Pilot::start(&["validate".as_ref(), bad.as_os_str(), "--plugins".as_ref(), plugins.as_os_str()]);
+    assert_eq!(pilot.wait_exit(SOON).code(), Some(2));
+    let err = pilot.stderr_text();
+    assert!(err.contains("`htp` is not a known ready strategy (known: `tcp`, `pipe`, `file`, `file-ready`, `http`); did you mean `tcp`?") || err.contains("`htp` is not a known ready strategy"), "{err}");
+    assert!(err.contains("no loaded plugin provides lifecycle hook `event-logg` (known: `event-log`); did you mean `event-log`?"), "{err}");
+    assert!(err.contains("no loaded plugin is called `nope`"), "{err}");
+}
+
+#[test]
+fn two_plugins_claiming_one_name_is_an_error() {
+    let dir = Scratch::new("plugin-clash");
+    let plugins = plugin_dir(&dir, &[plugin("examples", "http-ready")]);
+    std::fs::copy(plugins.join("http-ready.wasm"), plugins.join("http-ready-copy.wasm")).unwrap();
+    let m = harness::manifest(&dir, "processes:\n  - { name: a, path: CHILD }\n");
+    let mut pilot = Pilot::start(&["run".as_ref(), m.as_os_str(), "--plugins".as_ref(), plugins.as_os_str()]);
+    assert_eq!(pilot.wait_exit(SOON).code(), Some(2));
+    let err = pilot.stderr_text();
+    assert!(err.contains("ready strategy `http` is provided by both"), "{err}");
+    assert!(pilot.logs_with("a: started").is_empty());
+}
+
+#[test]
+fn http_ready_waits_for_a_2xx_on_a_granted_address() {
+    let dir = Scratch::new("http-ready");
+    let plugins = plugin_dir(&dir, &examples());
+    let port = free_port();
+    let m = harness::manifest(&dir, &format!(
+        r#"
+ready_check_interval_sec: 0.02
+processes:
+  - name: web
+    path: CHILD
+    args: [--listen-after, 200, {port}]
+    ready_strategy: http
+    ready_params: {{ url: "http://127.0.0.1:{port}/health" }}
+  - {{ name: worker, path: CHILD, dependencies: [web] }}
+plugins:
+  http-ready: {{ allow_tcp: ["127.0.0.1:{port}"] }}
+"#
+    ));
+    let pilot = Pilot::run_with_plugins(&m, &plugins);
+    let line = pilot.wait_log("web: ready after", SOON);
+    let ms: f64 = line.split("ready after ").nth(1).unwrap().trim_end_matches(" ms").parse().unwrap();
+    assert!(ms >= 200.0, "{line}");
+    pilot.wait_log("worker: started", SOON);
+}
+
+#[test]
+fn without_a_grant_the_plugin_cannot_connect_and_the_process_fails_with_the_reason() {
+    let dir = Scratch::new("http-ungranted");
+    let plugins = plugin_dir(&dir, &examples());
+    let port = free_port();
+    let m = harness::manifest(&dir, &format!(
+        r#"
+processes:
+  - name: web
+    path: CHILD
+    args: [--listen-after, 0, {port}]
+    ready_strategy: http
+    ready_timeout_sec: 0.5
+    ready_params: {{ url: "http://127.0.0.1:{port}/" }}
+"#
+    ));
+    let mut pilot = Pilot::run_with_plugins(&m, &plugins);
+    assert_eq!(pilot.wait_exit(SOON).code(), Some(1));
+    let log = pilot.stderr_text();
+    assert!(log.contains("web: not ready after 0.5 s (`http`"), "{log}");
+}
+
+#[test]
+fn file_ready_reads_only_a_granted_folder() {
+    let dir = Scratch::new("file-ready");
+    let plugins = plugin_dir(&dir, &examples());
+    std::fs::create_dir(dir.join("flags")).unwrap();
+    let m = harness::manifest(&dir, r#"
+ready_check_interval_sec: 0.02
+processes:
+  - { name: db, path: CHILD, args: [--touch-after, 150, DIR/flags/db], ready_strategy: file-ready, ready_params: { path: DIR/flags/db } }
+  - { name: api, path: CHILD, dependencies: [db] }
+plugins:
+  file-ready: { allow_read: [DIR/flags] }
+"#);
+    let pilot = Pilot::run_with_plugins(&m, &plugins);
+    pilot.wait_log("db: ready after", SOON);
+    pilot.wait_log("api: started", SOON);
+}
+
+#[test]
+fn event_log_records_every_lifecycle_event() {
+    let dir = Scratch::new("event-log");
+    let plugins = plugin_dir(&dir, &examples());
+    std::fs::create_dir(dir.join("logs")).unwrap();
+    let m = harness::manifest(&dir, r#"
+processes:
+  - name: job
+    path: CHILD
+    args: [--exit-after, 100, 3]
+    lifecycle_hooks: [event-log]
+    restart: { min_uptime_sec: 10, initial_delay_sec: 0.01, max_restarts: 1 }
+plugins:
+  event-log: { allow_write: [DIR/logs], config: { path: DIR/logs/events.jsonl } }
+"#);
+    let mut pilot = Pilot::run_with_plugins(&m, &plugins);
+    assert_eq!(pilot.wait_exit(SOON).code(), Some(1), "the crash loop budget of 1 is spent");
+    let text = std::fs::read_to_string(dir.join("logs/events.jsonl")).unwrap_or_default();
+    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names, ["pre_start", "post_start", "on_shutdown", "on_restart", "pre_start", "post_start", "on_shutdown"], "{text}");
+    assert_eq!(events[2]["exit_code"], 3, "{text}");
+    assert_eq!(events[4]["restarts"], 1, "{text}");
+}
+
+#[test]
+fn mem_guard_restarts_only_the_processes_that_name_it() {
+    let dir = Scratch::new("mem-guard");
+    let plugins = plugin_dir(&dir, &examples());
+    let m = harness::manifest(&dir, r#"
+stats_interval_sec: 0.1
+processes:
+  - { name: hog, path: CHILD, stat_handlers: [mem-guard] }
+  - { name: bystander, path: CHILD }
+plugins:
+  mem-guard: { config: { max_rss_mib: 0, samples: 2 } }
+"#);
+    let pilot = Pilot::run_with_plugins(&m, &plugins);
+    pilot.wait_log("hog: stat handler `mem-guard` asks to restart it", SOON);
+    wait_until("hog restarted", SOON, || pilot.logs_with("hog: started").len() >= 2);
+    assert_eq!(pilot.logs_with("bystander: started").len(), 1);
+}
+
+/// A manifest with one hostile ready check beside a healthy tcp chain and a crash-looping process.
+fn hostile_run(dir: &Scratch, strategy: &str, extra: &str) -> (Pilot, String) {
+    let plugins = plugin_dir(dir, &[plugin("hostile", "hostile")]);
+    let (p1, p2) = (free_port(), free_port());
+    let m = harness::manifest(dir, &format!(
+        r#"
+ready_check_interval_sec: 0.01
+processes:
+  - name: victim
+    path: CHILD
+    ready_strategy: {strategy}
+    ready_timeout_sec: 1.5
+    ready_params: {{ port: {p1} }}
+  - {{ name: one, path: CHILD, args: [--listen-after, 50, {p1}], ready_strategy: tcp, ready_params: {{ port: {p1} }} }}
+  - {{ name: two, path: CHILD, args: [--listen-after, 50, {p2}], ready_strategy: tcp, ready_params: {{ port: {p2} }}, dependencies: [one] }}
+  - name: crashy
+    path: CHILD
+    args: [--exit-after, 20, 1]
+    restart: {{ initial_delay_sec: 0.01, factor: 1, jitter: 0, max_restarts: 1000 }}
+plugins:
+  hostile: {{ call_timeout_ms: 100, fuel: 100000000000{extra} }}
+"#
+    ));
+    (Pilot::run_with_plugins(&m, &plugins), strategy.to_string())
+}
+
+fn assert_hostile_contained(strategy: &str, want: &str) {
+    let dir = Scratch::new(&format!("hostile-{strategy}"));
+    let (pilot, _) = hostile_run(&dir, strategy, "");
+    let line = pilot.wait_log(want, SOON);
+    assert!(line.contains(&format!("ready check `{strategy}` of `victim`")), "{line}");
+    // Meanwhile the healthy chain got ready and the crash loop kept restarting.
+    pilot.wait_log("two: ready after", SOON);
+    wait_until("crashy restarts on", SOON, || pilot.logs_with("crashy: started").len() >= 10);
+    pilot.wait_log("plugin `hostile` 0.1.0: quarantined after 3 failed calls in a row", SOON);
+    pilot.wait_log("victim: not ready after 1.5 s", SOON);
+}
+
+#[test]
+fn a_spinning_plugin_is_interrupted_at_its_deadline() {
+    assert_hostile_contained("spin", "ran past its 100 ms deadline; interrupted");
+}
+
+#[test]
+fn a_plugin_sleeping_in_wasi_is_stopped_at_its_deadline() {
+    assert_hostile_contained("sleep", "did not return within its 100 ms limit; stopped");
+}
+
+#[test]
+fn a_memory_bomb_hits_its_cap() {
+    assert_hostile_contained("membomb", "hit its memory cap of 64 MiB");
+}
+
+#[test]
+fn deep_recursion_traps() {
+    assert_hostile_contained("recurse", "accessed memory out of bounds");
+}
+
+#[test]
+fn a_panic_traps() {
+    assert_hostile_contained("panic", "panicked or aborted");
+}
+
+#[test]
+fn a_huge_answer_is_refused() {
+    assert_hostile_contained("huge", "passed more than 1024 KiB to the host in one call");
+}
+
+#[test]
+fn ungranted_files_and_sockets_are_unreachable() {
+    for (strategy, want) in [("read-ungranted", "cannot read `/etc/hostname`"), ("connect-ungranted", "cannot connect to 127.0.0.1:")] {
+        let dir = Scratch::new(&format!("hostile-{strategy}"));
+        let (mut pilot, _) = hostile_run(&dir, strategy, "");
+        assert_eq!(pilot.wait_exit(SOON).code(), Some(1));
+        let log = pilot.stderr_text();
+        assert!(log.contains(want), "{strategy}: {log}");
+        assert!(log.contains("victim: not ready after 1.5 s"), "{log}");
+    }
+}
+
+#[test]
+fn a_ready_check_that_never_says_ready_times_out_with_its_reason() {
+    let dir = Scratch::new("hostile-never");
+    let (mut pilot, _) = hostile_run(&dir, "never", "");
+    assert_eq!(pilot.wait_exit(SOON).code(), Some(1));
+    assert!(pilot.stderr_text().contains("victim: not ready after 1.5 s (`never` says: hostile: never ready)"), "{}", pilot.stderr_text());
+}
+
+#[test]
+fn a_describe_that_traps_is_reported_and_nothing_starts() {
+    let dir = Scratch::new("describe-trap");
+    let plugins = plugin_dir(&dir, &[plugin("hostile", "describe-trap")]);
+    let m = harness::manifest(&dir, "processes:\n  - { name: a, path: CHILD }\n");
+    let mut pilot = Pilot::run_with_plugins(&m, &plugins);
+    assert_eq!(pilot.wait_exit(SOON).code(), Some(2));
+    assert!(pilot.stderr_text().contains("describe-trap.wasm`: `describe` panicked or aborted"), "{}", pilot.stderr_text());
+    assert!(pilot.logs_with("a: started").is_empty());
+}
+
+#[test]
+fn plugin_check_passes_the_examples_and_flags_the_hostile_plugin() {
+    let mut args: Vec<std::ffi::OsString> = vec!["plugin".into(), "check".into(), "--json".into()];
+    args.extend(examples().into_iter().map(Into::into));
+    let mut pilot = Pilot::start(&args);
+    assert_eq!(pilot.wait_exit(SOON).code(), Some(0), "{}", pilot.stdout_text());
+    let reports: serde_json::Value = serde_json::from_str(&pilot.stdout_text()).unwrap();
+    assert_eq!(reports.as_array().unwrap().len(), 4);
+    let http = &reports[0];
+    assert_eq!(http["name"], "http-ready");
+    assert!(http["capabilities"].as_array().unwrap().iter().any(|c| c.as_str().unwrap().starts_with("network")));
+
+    let hostile = plugin("hostile", "hostile");
+    let mut pilot = Pilot::start(&["plugin".as_ref(), "check".as_ref(), "--json".as_ref(), "--timeout-ms".as_ref(), "100".as_ref(), hostile.as_os_str()]);
+    assert_eq!(pilot.wait_exit(Duration::from_secs(60)).code(), Some(1));
+    let reports: serde_json::Value = serde_json::from_str(&pilot.stdout_text()).unwrap();
+    let probes = reports[0]["probes"].as_array().unwrap();
+    let probe = |name: &str| probes.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no probe {name}"));
+    for (name, want) in [("spin", "ran past its 100 ms deadline"), ("sleep", "did not return within its 100 ms limit"), ("membomb", "memory cap"), ("panic", "panicked"), ("huge", "passed more than")] {
+        assert_eq!(probe(name)["ok"], false, "{name}");
+        assert!(probe(name)["result"].as_str().unwrap().contains(want), "{name}: {}", probe(name));
+    }
+    for name in ["spin", "sleep"] {
+        let ms = probe(name)["ms"].as_f64().unwrap();
+        assert!(ms < 100.0 + 50.0, "{name} stopped {ms} ms into a 100 ms deadline");
+    }
+    assert_eq!(probe("ok")["ok"], true);
+    assert_eq!(probe("ok")["result"], "ready");
+}
+
+#[test]
+fn a_second_load_comes_from_the_compile_cache() {
+    let dir = Scratch::new("cache");
+    let plugins = plugin_dir(&dir, &[plugin("examples", "event-log")]);
+    let m = harness::manifest(&dir, "processes:\n  - { name: a, path: CHILD }\n");
+    let cache = dir.join("cache");
+    let validate = || {
+        let mut p = Pilot::start_env(&["validate".as_ref(), m.as_os_str(), "--plugins".as_ref(), plugins.as_os_str()], &[("PILOT_HOST_CACHE_DIR", cache.as_os_str())]);
+        assert_eq!(p.wait_exit(SOON).code(), Some(0), "{}", p.stderr_text());
+        p.stdout_text()
+    };
+    assert!(validate().contains("(event-log.wasm, compiled in"));
+    assert!(validate().contains("(event-log.wasm, loaded from the compile cache in"));
+    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(files[0].metadata().unwrap().permissions().mode() & 0o777, 0o600);
+}
