@@ -1,7 +1,11 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `demo`: builds pilot-host, validates and draws `demo/manifest.yaml`, then runs it.
-//! - `test`: installs what the tests need (Graphviz), then runs every test.
+//! - `demo`: builds the plugins and pilot-host, validates and draws `demo/manifest.yaml`, then runs it.
+//! - `test`: installs what the tests need (Graphviz, the `wasm32-wasip2` target), builds the plugins,
+//!   then runs every test.
+//! - `plugins`: builds the example and hostile plugins into `target/plugins/{examples,hostile}/`.
+
+mod plugins;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -11,8 +15,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("plugins") => plugins::plugins(&args[1..]).map(drop),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test> [args...]");
+            eprintln!("usage: cargo xtask <demo|test|plugins> [args...]");
             return ExitCode::from(2);
         }
     };
@@ -80,6 +85,7 @@ fn is_root() -> bool {
 
 fn demo(extra: &[String]) -> Result<(), String> {
     ensure_graphviz()?;
+    plugins::plugins(&[])?;
     run(Command::new("cargo").args(["build", "--release", "--bin", "pilot-host"]))?;
     let bin = root().join("target/release/pilot-host");
     run(Command::new(&bin)
@@ -98,6 +104,7 @@ fn demo(extra: &[String]) -> Result<(), String> {
 
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_graphviz()?;
+    plugins::plugins(&[])?;
     run(Command::new("cargo")
         .args(["test", "--workspace"])
         .args(extra))
