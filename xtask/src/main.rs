@@ -1,7 +1,11 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `demo`: builds pilot-host, validates and draws `demo/manifest.yaml`, then runs it.
-//! - `test`: installs what the tests need (Graphviz), then runs every test.
+//! - `demo`: builds the plugins and pilot-host, validates and draws `demo/manifest.yaml`, then runs it.
+//! - `test`: installs what the tests need (Graphviz, the `wasm32-wasip2` target), builds the plugins,
+//!   then runs every test.
+//! - `plugins`: builds the example and hostile plugins into `target/plugins/{examples,hostile}/`.
+
+mod plugins;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -11,8 +15,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("plugins") => plugins::plugins(&args[1..]).map(drop),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test> [args...]");
+            eprintln!("usage: cargo xtask <demo|test|plugins> [args...]");
             return ExitCode::from(2);
         }
     };
@@ -80,24 +85,27 @@ fn is_root() -> bool {
 
 fn demo(extra: &[String]) -> Result<(), String> {
     ensure_graphviz()?;
-    run(Command::new("cargo").args(["build", "--release", "--bin", "pilot-host"]))?;
+    plugins::plugins(&[])?;
+    run(Command::new("cargo").args(["build", "--release", "--bin", "pilot-host", "--bin", "pilot-child"]))?;
     let bin = root().join("target/release/pilot-host");
-    run(Command::new(&bin)
-        .args(["validate", "demo/manifest.yaml"])
-        .args(extra))?;
-    run(Command::new(&bin).args([
-        "graph",
-        "demo/manifest.yaml",
-        "--format",
-        "svg",
-        "--detailed",
-        "--output-dir",
-        "target/demo",
-    ]))
+    let out = root().join("target/demo");
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
+    let _ = std::fs::remove_file(out.join("events.jsonl"));
+    let with_plugins = ["demo/manifest.yaml", "--plugins", "target/plugins/examples"];
+    run(Command::new(&bin).arg("validate").args(with_plugins))?;
+    run(Command::new(&bin).args(["graph", "demo/manifest.yaml", "--format", "svg", "--detailed", "--output-dir", "target/demo"]))?;
+    run(Command::new(&bin).arg("run").args(with_plugins).args(extra))?;
+    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap_or_default();
+    println!("\nThe event-log plugin wrote {} events to target/demo/events.jsonl; the first ones:", events.lines().count());
+    for line in events.lines().take(5) {
+        println!("  {line}");
+    }
+    Ok(())
 }
 
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_graphviz()?;
+    plugins::plugins(&[])?;
     run(Command::new("cargo")
         .args(["test", "--workspace"])
         .args(extra))

@@ -1,0 +1,79 @@
+//! `cargo xtask plugins`: builds the guest crates (example and hostile plugins) for `wasm32-wasip2` and
+//! collects the components in `target/plugins/examples/` and `target/plugins/hostile/`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::{root, run};
+
+/// The Rust target plugins are built for.
+const TARGET: &str = "wasm32-wasip2";
+
+/// Each guest crate (package name) and the folder under `target/plugins/` its component goes to.
+const GUESTS: &[(&str, &str)] = &[
+    ("http-ready", "examples"),
+    ("file-ready", "examples"),
+    ("mem-guard", "examples"),
+    ("event-log", "examples"),
+    ("hostile", "hostile"),
+    ("describe-trap", "hostile"),
+];
+
+/// Builds every guest crate in release mode and copies the components into place; returns their paths.
+pub fn plugins(extra: &[String]) -> Result<Vec<PathBuf>, String> {
+    ensure_target()?;
+    let mut build = Command::new("cargo");
+    build.args(["build", "--release", "--target", TARGET]);
+    for (package, _) in GUESTS {
+        build.args(["-p", package]);
+    }
+    run(build.args(extra))?;
+
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let built = target_dir.join(TARGET).join("release");
+    let mut copied = Vec::new();
+    for (package, folder) in GUESTS {
+        let from = built.join(format!("{}.wasm", package.replace('-', "_")));
+        let dir = target_dir.join("plugins").join(folder);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        let to = dir.join(format!("{package}.wasm"));
+        std::fs::copy(&from, &to).map_err(|e| {
+            format!(
+                "cannot copy `{}` to `{}`: {e}",
+                from.display(),
+                to.display()
+            )
+        })?;
+        println!("{}", to.display());
+        copied.push(to);
+    }
+    Ok(copied)
+}
+
+/// Adds the `wasm32-wasip2` target with rustup when the toolchain lacks it.
+fn ensure_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run rustup ({e}); install the `{TARGET}` target for your Rust toolchain"
+            )
+        })?;
+    if !installed.status.success() {
+        return Err(format!(
+            "`rustup target list --installed` failed: {}",
+            String::from_utf8_lossy(&installed.stderr).trim()
+        ));
+    }
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t.trim() == TARGET)
+    {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", TARGET]))
+}
