@@ -140,9 +140,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate { manifest, plugins } => validate(&manifest, plugins.as_deref()),
         Command::Graph(args) => graph(&args),
         Command::Run { manifest, plugins } => run_manifest(&manifest, plugins.as_deref()),
-        Command::Plugin(PluginCommand::Check { files, json, config, timeout_ms }) => {
-            plugin_check(&files, json, config.as_deref(), timeout_ms)
-        }
+        Command::Plugin(PluginCommand::Check {
+            files,
+            json,
+            config,
+            timeout_ms,
+        }) => plugin_check(&files, json, config.as_deref(), timeout_ms),
         Command::Guard => return crate::supervisor::pgroup::run_guard(),
         Command::Schema => {
             println!(
@@ -191,12 +194,15 @@ pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failur
                     dir.display()
                 )));
             }
-            let host = PluginHost::new(plugin::default_cache_dir())
-                .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the plugin runtime: {e:#}")))?;
-            let (plugins, failed) = host
-                .load_dir(dir)
-                .await
-                .map_err(|e| Failure::BadInput(anyhow::anyhow!("cannot list plugin folder `{}`: {e}", dir.display())))?;
+            let host = PluginHost::new(plugin::default_cache_dir()).map_err(|e| {
+                Failure::Runtime(anyhow::anyhow!("cannot start the plugin runtime: {e:#}"))
+            })?;
+            let (plugins, failed) = host.load_dir(dir).await.map_err(|e| {
+                Failure::BadInput(anyhow::anyhow!(
+                    "cannot list plugin folder `{}`: {e}",
+                    dir.display()
+                ))
+            })?;
             if !failed.is_empty() {
                 let list: Vec<String> = failed.iter().map(|e| format!("  - {e}")).collect();
                 return Err(Failure::BadInput(anyhow::anyhow!(
@@ -208,7 +214,10 @@ pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failur
                 )));
             }
             let catalog = plugin::catalog(&plugins).map_err(|clashes| {
-                Failure::BadInput(anyhow::anyhow!("plugins clash:\n  - {}", clashes.join("\n  - ")))
+                Failure::BadInput(anyhow::anyhow!(
+                    "plugins clash:\n  - {}",
+                    clashes.join("\n  - ")
+                ))
             })?;
             (Some(host), plugins, catalog)
         }
@@ -217,12 +226,18 @@ pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failur
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(Prepared { loaded, plugins, host })
+    Ok(Prepared {
+        loaded,
+        plugins,
+        host,
+    })
 }
 
 /// Loads a manifest without plugins, printing its warnings.
 pub fn load(path: &Path, plugins: Option<&Path>) -> Result<Loaded, Failure> {
-    runtime()?.block_on(prepare(path, plugins)).map(|p| p.loaded)
+    runtime()?
+        .block_on(prepare(path, plugins))
+        .map(|p| p.loaded)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -236,11 +251,26 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn describe_plugins(plugins: &[LoadedPlugin]) {
     for p in plugins {
         let d = &p.description;
-        let how = if p.from_cache { "loaded from the compile cache" } else { "compiled" };
+        let how = if p.from_cache {
+            "loaded from the compile cache"
+        } else {
+            "compiled"
+        };
         let mut provides = Vec::new();
-        for (kind, names) in [("ready strategies", &d.ready_strategies), ("lifecycle hooks", &d.lifecycle_hooks), ("stat handlers", &d.stat_handlers)] {
+        for (kind, names) in [
+            ("ready strategies", &d.ready_strategies),
+            ("lifecycle hooks", &d.lifecycle_hooks),
+            ("stat handlers", &d.stat_handlers),
+        ] {
             if !names.is_empty() {
-                provides.push(format!("{kind} {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")));
+                provides.push(format!(
+                    "{kind} {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
         }
         println!(
@@ -249,7 +279,11 @@ fn describe_plugins(plugins: &[LoadedPlugin]) {
             d.version,
             p.file.file_name().unwrap_or_default().to_string_lossy(),
             p.compile_time.as_secs_f64() * 1000.0,
-            if provides.is_empty() { "provides nothing".to_string() } else { provides.join("; ") }
+            if provides.is_empty() {
+                "provides nothing".to_string()
+            } else {
+                provides.join("; ")
+            }
         );
     }
 }
@@ -282,7 +316,11 @@ fn validate(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
 
 /// Runs `graph`: writes the dependency graph and prints the file's path.
 pub fn graph(args: &GraphArgs) -> Result<(), Failure> {
-    let loaded = load(&args.manifest, None)?;
+    // Drawing needs no plugins: their names are taken as written.
+    let loaded = manifest::load(&args.manifest, &Catalog::accept_any())?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
     if args.detailed && args.format != GraphFormat::Svg && args.format != GraphFormat::Dot {
         eprintln!("warning: `--detailed` tooltips show only in SVG output");
     }
@@ -306,10 +344,13 @@ fn run_manifest(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
         let extensions: std::sync::Arc<dyn crate::extension::Extensions> = match prepared.host {
             None => std::sync::Arc::new(crate::extension::NoExtensions),
             Some(host) => std::sync::Arc::new(
-                PluginSet::start(&host, prepared.plugins, &manifest.plugins, manifest.ready_check_interval)
+                PluginSet::start(&host, prepared.plugins, &manifest)
                     .await
                     .map_err(|errors| {
-                        Failure::BadInput(anyhow::anyhow!("plugins cannot start; nothing was started:\n  - {}", errors.join("\n  - ")))
+                        Failure::BadInput(anyhow::anyhow!(
+                            "plugins cannot start; nothing was started:\n  - {}",
+                            errors.join("\n  - ")
+                        ))
                     })?,
             ),
         };
@@ -323,9 +364,21 @@ fn run_manifest(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
     }
     let list: Vec<String> = failed
         .iter()
-        .map(|s| format!("`{}` {} ({})", s.name, s.state.as_str(), s.reason.as_deref().unwrap_or("no reason given")))
+        .map(|s| {
+            format!(
+                "`{}` {} ({})",
+                s.name,
+                s.state.as_str(),
+                s.reason.as_deref().unwrap_or("no reason given")
+            )
+        })
         .collect();
-    Err(Failure::Runtime(anyhow::anyhow!("{} of {} processes did not end as configured: {}", failed.len(), outcome.statuses.len(), list.join("; "))))
+    Err(Failure::Runtime(anyhow::anyhow!(
+        "{} of {} processes did not end as configured: {}",
+        failed.len(),
+        outcome.statuses.len(),
+        list.join("; ")
+    )))
 }
 
 async fn supervise(
@@ -363,14 +416,22 @@ async fn supervise(
     Ok(supervisor.wait().await)
 }
 
-fn plugin_check(files: &[PathBuf], json: bool, config: Option<&str>, timeout_ms: Option<u64>) -> Result<(), Failure> {
+fn plugin_check(
+    files: &[PathBuf],
+    json: bool,
+    config: Option<&str>,
+    timeout_ms: Option<u64>,
+) -> Result<(), Failure> {
     let config = config
         .map(serde_json::from_str::<serde_json::Value>)
         .transpose()
         .map_err(|e| Failure::BadInput(anyhow::anyhow!("`--config` is not JSON: {e}")))?;
     for file in files {
         if !file.is_file() {
-            return Err(Failure::BadInput(anyhow::anyhow!("`{}` is not a file", file.display())));
+            return Err(Failure::BadInput(anyhow::anyhow!(
+                "`{}` is not a file",
+                file.display()
+            )));
         }
     }
     let settings = crate::manifest::PluginSettings {
@@ -380,8 +441,9 @@ fn plugin_check(files: &[PathBuf], json: bool, config: Option<&str>, timeout_ms:
     };
     let runtime = runtime()?;
     let reports = runtime.block_on(async {
-        let host = PluginHost::new(plugin::default_cache_dir())
-            .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the plugin runtime: {e:#}")))?;
+        let host = PluginHost::new(plugin::default_cache_dir()).map_err(|e| {
+            Failure::Runtime(anyhow::anyhow!("cannot start the plugin runtime: {e:#}"))
+        })?;
         let mut reports = Vec::new();
         for file in files {
             reports.push(plugin::check::check_file(&host, file, &settings).await);
@@ -390,7 +452,10 @@ fn plugin_check(files: &[PathBuf], json: bool, config: Option<&str>, timeout_ms:
     })?;
     runtime.shutdown_background();
     if json {
-        println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("reports serialize")
+        );
     } else {
         for r in &reports {
             r.print();

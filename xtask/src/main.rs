@@ -86,17 +86,35 @@ fn is_root() -> bool {
 fn demo(extra: &[String]) -> Result<(), String> {
     ensure_graphviz()?;
     plugins::plugins(&[])?;
-    run(Command::new("cargo").args(["build", "--release", "--bin", "pilot-host", "--bin", "pilot-child"]))?;
+    run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--bin",
+        "pilot-host",
+        "--bin",
+        "pilot-child",
+    ]))?;
     let bin = root().join("target/release/pilot-host");
     let out = root().join("target/demo");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
     let _ = std::fs::remove_file(out.join("events.jsonl"));
     let with_plugins = ["demo/manifest.yaml", "--plugins", "target/plugins/examples"];
     run(Command::new(&bin).arg("validate").args(with_plugins))?;
-    run(Command::new(&bin).args(["graph", "demo/manifest.yaml", "--format", "svg", "--detailed", "--output-dir", "target/demo"]))?;
+    run(Command::new(&bin).args([
+        "graph",
+        "demo/manifest.yaml",
+        "--format",
+        "svg",
+        "--detailed",
+        "--output-dir",
+        "target/demo",
+    ]))?;
     run(Command::new(&bin).arg("run").args(with_plugins).args(extra))?;
     let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap_or_default();
-    println!("\nThe event-log plugin wrote {} events to target/demo/events.jsonl; the first ones:", events.lines().count());
+    println!(
+        "\nThe event-log plugin wrote {} events to target/demo/events.jsonl; the first ones:",
+        events.lines().count()
+    );
     for line in events.lines().take(5) {
         println!("  {line}");
     }

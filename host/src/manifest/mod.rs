@@ -35,6 +35,18 @@ pub struct Catalog {
     pub lifecycle_hooks: BTreeSet<String>,
     /// Stat handler names.
     pub stat_handlers: BTreeSet<String>,
+    /// Accept any plugin name (for commands that do not run plugins, such as `graph`).
+    pub accept_any: bool,
+}
+
+impl Catalog {
+    /// A catalog that accepts every plugin name.
+    pub fn accept_any() -> Catalog {
+        Catalog {
+            accept_any: true,
+            ..Catalog::default()
+        }
+    }
 }
 
 /// A valid manifest and the warnings found while checking it.

@@ -173,7 +173,7 @@ fn plugin_names(
     };
     for name in names.into_iter().flatten() {
         let known = provided(c.catalog);
-        if known.contains(name) {
+        if known.contains(name) || c.catalog.accept_any {
             continue;
         }
         let message = if !c.catalog.loaded {
@@ -217,10 +217,12 @@ fn readiness(c: &mut Checker, who: &ProcessRef, raw: &RawProcess) -> Option<Read
     let strategy = match name {
         "tcp" => tcp(c, who, &params),
         "file" | "pipe" => path_strategy(c, who, name, &params),
-        other if c.catalog.ready_strategies.contains(other) => Some(ReadyStrategy::Plugin {
-            name: other.to_string(),
-            params: Value::Object(params),
-        }),
+        other if c.catalog.accept_any || c.catalog.ready_strategies.contains(other) => {
+            Some(ReadyStrategy::Plugin {
+                name: other.to_string(),
+                params: Value::Object(params),
+            })
+        }
         other => {
             let mut known: Vec<&str> = BUILTIN_READY.to_vec();
             known.extend(c.catalog.ready_strategies.iter().map(String::as_str));

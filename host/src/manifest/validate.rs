@@ -455,7 +455,7 @@ fn plugin_settings(
     let mut out = BTreeMap::new();
     for (name, s) in raw.into_iter().flatten() {
         let field = |k: &str| format!("plugins.{name}.{k}");
-        if c.catalog.loaded && !c.catalog.plugins.contains(name) {
+        if c.catalog.loaded && !c.catalog.accept_any && !c.catalog.plugins.contains(name) {
             let known: Vec<&String> = c.catalog.plugins.iter().collect();
             c.problem(
                 None,

@@ -9,7 +9,8 @@ wasmtime::component::bindgen!({
 
 pub use self::pilot::plugin::host::LogLevel;
 pub use self::pilot::plugin::types::{
-    Description, ExitStatus, LifecycleEvent, PluginError, ProcessInfo, ProcessStats, ReadyStatus, StatAction, StatActionKind,
+    Description, ExitStatus, LifecycleEvent, PluginError, ProcessInfo, ProcessStats, ReadyStatus,
+    StatAction, StatActionKind,
 };
 
 /// Returns a plugin's own error as text.

@@ -17,12 +17,18 @@ use crate::manifest::PluginSettings;
 /// Import prefixes pilot-host offers; anything else is a finding.
 const ALLOWED: [(&str, &str); 8] = [
     ("pilot:plugin/", "the pilot-host plugin interface"),
-    ("wasi:cli/environment", "environment variables (granted with `allow_env`)"),
+    (
+        "wasi:cli/environment",
+        "environment variables (granted with `allow_env`)",
+    ),
     ("wasi:cli/", "standard streams (to the host log)"),
     ("wasi:clocks/", "clocks"),
     ("wasi:io/", "streams and polling"),
     ("wasi:random/", "randomness"),
-    ("wasi:filesystem/", "files (granted with `allow_read` / `allow_write`)"),
+    (
+        "wasi:filesystem/",
+        "files (granted with `allow_read` / `allow_write`)",
+    ),
     ("wasi:sockets/", "network (granted with `allow_tcp`)"),
 ];
 
@@ -62,7 +68,15 @@ pub struct Report {
 
 impl Report {
     fn new(file: &Path) -> Report {
-        Report { file: file.to_owned(), name: None, version: None, imports: Vec::new(), capabilities: Vec::new(), probes: Vec::new(), findings: Vec::new() }
+        Report {
+            file: file.to_owned(),
+            name: None,
+            version: None,
+            imports: Vec::new(),
+            capabilities: Vec::new(),
+            probes: Vec::new(),
+            findings: Vec::new(),
+        }
     }
 
     /// Prints the report for people.
@@ -86,7 +100,10 @@ impl Report {
         }
         for p in &self.probes {
             let mark = if p.ok { "ok  " } else { "FAIL" };
-            println!("  {mark} {} `{}`: {} ({:.1} ms)", p.kind, p.name, p.result, p.ms);
+            println!(
+                "  {mark} {} `{}`: {} ({:.1} ms)",
+                p.kind, p.name, p.result, p.ms
+            );
         }
         for f in &self.findings {
             println!("  finding: {f}");
@@ -128,11 +145,19 @@ pub async fn check_file(host: &PluginHost, file: &Path, settings: &PluginSetting
                     report.capabilities.push(what.to_string());
                 }
             }
-            None => report.findings.push(format!("imports `{name}`, which pilot-host does not offer to plugins")),
+            None => report.findings.push(format!(
+                "imports `{name}`, which pilot-host does not offer to plugins"
+            )),
         }
     }
-    let exports: Vec<String> = ty.exports(&host.engine.engine).map(|(n, _)| n.to_string()).collect();
-    if !exports.iter().any(|n| n.starts_with("pilot:plugin/plugin@0.1.")) {
+    let exports: Vec<String> = ty
+        .exports(&host.engine.engine)
+        .map(|(n, _)| n.to_string())
+        .collect();
+    if !exports
+        .iter()
+        .any(|n| n.starts_with("pilot:plugin/plugin@0.1."))
+    {
         report.findings.push(format!(
             "does not export `pilot:plugin/plugin@0.1.x` (exports: {}); build it against pilot-host's `wit/`",
             if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
@@ -141,14 +166,26 @@ pub async fn check_file(host: &PluginHost, file: &Path, settings: &PluginSetting
     if !report.findings.is_empty() {
         return report;
     }
-    let pre = match host.linker.instantiate_pre(&component).and_then(PilotPluginPre::new) {
+    let pre = match host
+        .linker
+        .instantiate_pre(&component)
+        .and_then(PilotPluginPre::new)
+    {
         Ok(pre) => pre,
         Err(e) => {
             report.findings.push(format!("cannot be linked: {e:#}"));
             return report;
         }
     };
-    let sandbox = || Sandbox::new(host.engine.clone(), pre.clone(), "check", "?", settings.clone());
+    let sandbox = || {
+        Sandbox::new(
+            host.engine.clone(),
+            pre.clone(),
+            "check",
+            "?",
+            settings.clone(),
+        )
+    };
     let description = match sandbox().describe().await {
         Ok(d) => d,
         Err(e) => {
@@ -170,7 +207,10 @@ async fn probe<R>(
     kind: &'static str,
     name: String,
     mut sandbox: Sandbox,
-    call: impl for<'a> FnOnce(&'a b::PilotPlugin, &'a mut wasmtime::Store<super::sandbox::StoreState>) -> super::sandbox::Call<'a, Result<R, b::PluginError>>,
+    call: impl for<'a> FnOnce(
+        &'a b::PilotPlugin,
+        &'a mut wasmtime::Store<super::sandbox::StoreState>,
+    ) -> super::sandbox::Call<'a, Result<R, b::PluginError>>,
     show: impl FnOnce(R) -> String,
 ) {
     let started = Instant::now();
@@ -185,10 +225,16 @@ async fn probe<R>(
     if !ok {
         report.findings.push(format!("{kind} `{name}` {result}"));
     }
-    report.probes.push(Probe { kind, name, ok, result, ms });
+    report.probes.push(Probe {
+        kind,
+        name,
+        ok,
+        result,
+        ms,
+    });
 }
 
-fn sample_process() -> b::ProcessInfo {
+pub(super) fn sample_process() -> b::ProcessInfo {
     b::ProcessInfo {
         name: "sample".into(),
         pid: Some(std::process::id()),
@@ -204,26 +250,63 @@ async fn smoke_tests(report: &mut Report, d: &b::Description, sandbox: impl Fn()
         let n = name.clone();
         let show = |r: b::ReadyStatus| match r {
             b::ReadyStatus::Ready => "ready".to_string(),
-            b::ReadyStatus::NotYet(why) => format!("not yet: {}", super::log::sanitize(&why).chars().take(200).collect::<String>()),
+            b::ReadyStatus::NotYet(why) => format!(
+                "not yet: {}",
+                super::log::sanitize(&why)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ),
         };
         let call = super::sandbox::call_fn(move |p, s| {
-            Box::pin(async move { p.pilot_plugin_plugin().call_ready_check(s, &n, &sample_process(), "{}").await })
+            Box::pin(async move {
+                p.pilot_plugin_plugin()
+                    .call_ready_check(s, &n, &sample_process(), "{}")
+                    .await
+            })
         });
-        probe(report, "ready-strategy", name.clone(), sandbox(), call, show).await;
+        probe(
+            report,
+            "ready-strategy",
+            name.clone(),
+            sandbox(),
+            call,
+            show,
+        )
+        .await;
     }
     let events = [
         (b::LifecycleEvent::PreStart, None, "pre_start"),
         (b::LifecycleEvent::PostStart, None, "post_start"),
-        (b::LifecycleEvent::OnShutdown, Some(b::ExitStatus { code: Some(0), signal: None }), "on_shutdown"),
+        (
+            b::LifecycleEvent::OnShutdown,
+            Some(b::ExitStatus {
+                code: Some(0),
+                signal: None,
+            }),
+            "on_shutdown",
+        ),
         (b::LifecycleEvent::OnRestart, None, "on_restart"),
     ];
     for name in &d.lifecycle_hooks {
         for (event, exit, label) in events {
             let n = name.clone();
             let call = super::sandbox::call_fn(move |p, s| {
-                Box::pin(async move { p.pilot_plugin_plugin().call_lifecycle(s, &n, event, &sample_process(), exit).await })
+                Box::pin(async move {
+                    p.pilot_plugin_plugin()
+                        .call_lifecycle(s, &n, event, &sample_process(), exit)
+                        .await
+                })
             });
-            probe(report, "lifecycle-hook", format!("{name} at {label}"), sandbox(), call, |()| "returned".to_string()).await;
+            probe(
+                report,
+                "lifecycle-hook",
+                format!("{name} at {label}"),
+                sandbox(),
+                call,
+                |()| "returned".to_string(),
+            )
+            .await;
         }
     }
     for name in &d.stat_handlers {
@@ -241,6 +324,14 @@ async fn smoke_tests(report: &mut Report, d: &b::Description, sandbox: impl Fn()
         let call = super::sandbox::call_fn(move |p, s| {
             Box::pin(async move { p.pilot_plugin_plugin().call_stats(s, &n, &stats).await })
         });
-        probe(report, "stat-handler", name.clone(), sandbox(), call, |a: Vec<b::StatAction>| format!("{} actions", a.len())).await;
+        probe(
+            report,
+            "stat-handler",
+            name.clone(),
+            sandbox(),
+            call,
+            |a: Vec<b::StatAction>| format!("{} actions", a.len()),
+        )
+        .await;
     }
 }

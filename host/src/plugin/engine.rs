@@ -60,7 +60,11 @@ impl PluginEngine {
             .epoch_interruption(true)
             .max_wasm_stack(512 * 1024);
         let engine = Engine::new(&config)?;
-        let ticker = Arc::new(Ticker { active: AtomicUsize::new(0), wake: Condvar::new(), lock: Mutex::new(()) });
+        let ticker = Arc::new(Ticker {
+            active: AtomicUsize::new(0),
+            wake: Condvar::new(),
+            lock: Mutex::new(()),
+        });
         let weak_engine = engine.weak();
         let t = ticker.clone();
         std::thread::Builder::new()
@@ -80,7 +84,11 @@ impl PluginEngine {
                 }
             })
             .map_err(|e| wasmtime::format_err!("cannot start the epoch ticker: {e}"))?;
-        Ok(PluginEngine { engine, ticker, cache_dir })
+        Ok(PluginEngine {
+            engine,
+            ticker,
+            cache_dir,
+        })
     }
 
     /// Starts the epoch ticking until the returned guard drops.
@@ -96,7 +104,9 @@ impl PluginEngine {
     fn cache_path(&self, wasm: &[u8]) -> Option<PathBuf> {
         let dir = self.cache_dir.as_ref()?;
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
         let digest = Sha256::digest(wasm);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         Some(dir.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish())))
@@ -116,7 +126,10 @@ impl PluginEngine {
         let component = Component::new(&self.engine, wasm)?;
         if let Some(path) = cached {
             if let Err(e) = store_artifact(&path, &component) {
-                tracing::debug!("cannot cache the compiled plugin at `{}`: {e}", path.display());
+                tracing::debug!(
+                    "cannot cache the compiled plugin at `{}`: {e}",
+                    path.display()
+                );
             }
         }
         Ok((component, false))
@@ -126,7 +139,9 @@ impl PluginEngine {
 /// Returns whether `path` exists and was plausibly written by this user for us: owned by us, and not
 /// writable by group or others (a file someone else could swap must never be deserialized).
 fn written_by_us(path: &Path) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return false };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     meta.is_file() && meta.uid() == uid && meta.permissions().mode() & 0o022 == 0

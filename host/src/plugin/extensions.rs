@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use super::bindings::{self as b, ReadyStatus, StatActionKind};
 use super::{CallError, PluginSet};
-use crate::extension::{BoxFuture, Extensions, LifecycleEvent, ProcessInfo, ProcessStats, ReadyAnswer, StatAction};
+use crate::extension::{
+    BoxFuture, Extensions, LifecycleEvent, ProcessInfo, ProcessStats, ReadyAnswer, StatAction,
+};
 
 fn info(p: &ProcessInfo) -> b::ProcessInfo {
     b::ProcessInfo {
@@ -22,9 +24,13 @@ fn event(e: LifecycleEvent) -> (b::LifecycleEvent, Option<b::ExitStatus>) {
         LifecycleEvent::PreStart => (b::LifecycleEvent::PreStart, None),
         LifecycleEvent::PostStart => (b::LifecycleEvent::PostStart, None),
         LifecycleEvent::OnRestart => (b::LifecycleEvent::OnRestart, None),
-        LifecycleEvent::OnShutdown { exit_code, signal } => {
-            (b::LifecycleEvent::OnShutdown, Some(b::ExitStatus { code: exit_code, signal }))
-        }
+        LifecycleEvent::OnShutdown { exit_code, signal } => (
+            b::LifecycleEvent::OnShutdown,
+            Some(b::ExitStatus {
+                code: exit_code,
+                signal,
+            }),
+        ),
     }
 }
 
@@ -52,49 +58,80 @@ impl PluginSet {
 }
 
 impl Extensions for PluginSet {
-    fn ready_check<'a>(&'a self, strategy: &'a str, process: &'a ProcessInfo, params: &'a str) -> BoxFuture<'a, ReadyAnswer> {
+    fn ready_check<'a>(
+        &'a self,
+        strategy: &'a str,
+        process: &'a ProcessInfo,
+        params: &'a str,
+    ) -> BoxFuture<'a, ReadyAnswer> {
         Box::pin(async move {
             let Some(&i) = self.ready.get(strategy) else {
-                return ReadyAnswer::Error(format!("no plugin provides ready strategy `{strategy}`"));
+                return ReadyAnswer::Error(format!(
+                    "no plugin provides ready strategy `{strategy}`"
+                ));
             };
-            let (strategy_owned, process_info, params_owned) = (strategy.to_string(), info(process), params.to_string());
+            let (strategy_owned, process_info, params_owned) =
+                (strategy.to_string(), info(process), params.to_string());
             let result = self.sandboxes[i]
                 .lock()
                 .await
                 .call(move |bindings, store| {
                     Box::pin(async move {
-                        bindings.pilot_plugin_plugin().call_ready_check(store, &strategy_owned, &process_info, &params_owned).await
+                        bindings
+                            .pilot_plugin_plugin()
+                            .call_ready_check(store, &strategy_owned, &process_info, &params_owned)
+                            .await
                     })
                 })
                 .await;
             let what = format!("ready check `{strategy}` of `{}`", process.name);
             match result {
                 Ok(Ok(ReadyStatus::Ready)) => ReadyAnswer::Ready,
-                Ok(Ok(ReadyStatus::NotYet(reason))) => ReadyAnswer::NotYet(super::log::sanitize(&reason)),
-                Ok(Err(e)) => ReadyAnswer::Error(self.failed(i, &what, &CallError::Plugin(b::error_text(&e)))),
-                Err(CallError::Quarantined) => ReadyAnswer::NotYet(format!("{} is quarantined", self.labels[i])),
+                Ok(Ok(ReadyStatus::NotYet(reason))) => {
+                    ReadyAnswer::NotYet(super::log::sanitize(&reason))
+                }
+                Ok(Err(e)) => {
+                    ReadyAnswer::Error(self.failed(i, &what, &CallError::Plugin(b::error_text(&e))))
+                }
+                Err(CallError::Quarantined) => {
+                    ReadyAnswer::NotYet(format!("{} is quarantined", self.labels[i]))
+                }
                 Err(e) => ReadyAnswer::Error(self.failed(i, &what, &e)),
             }
         })
     }
 
-    fn lifecycle<'a>(&'a self, hook: &'a str, e: LifecycleEvent, process: &'a ProcessInfo) -> BoxFuture<'a, ()> {
+    fn lifecycle<'a>(
+        &'a self,
+        hook: &'a str,
+        e: LifecycleEvent,
+        process: &'a ProcessInfo,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let Some(&i) = self.hooks.get(hook) else { return };
-            let (hook_owned, process_info, (wit_event, exit)) = (hook.to_string(), info(process), event(e));
+            let Some(&i) = self.hooks.get(hook) else {
+                return;
+            };
+            let (hook_owned, process_info, (wit_event, exit)) =
+                (hook.to_string(), info(process), event(e));
             let result = self.sandboxes[i]
                 .lock()
                 .await
                 .call(move |bindings, store| {
                     Box::pin(async move {
-                        bindings.pilot_plugin_plugin().call_lifecycle(store, &hook_owned, wit_event, &process_info, exit).await
+                        bindings
+                            .pilot_plugin_plugin()
+                            .call_lifecycle(store, &hook_owned, wit_event, &process_info, exit)
+                            .await
                     })
                 })
                 .await;
             let what = format!("hook `{hook}` at {} of `{}`", e.name(), process.name);
             match result {
                 Ok(Ok(())) | Err(CallError::Quarantined) => {}
-                Ok(Err(e)) => tracing::warn!("{}", self.failed(i, &what, &CallError::Plugin(b::error_text(&e)))),
+                Ok(Err(e)) => tracing::warn!(
+                    "{}",
+                    self.failed(i, &what, &CallError::Plugin(b::error_text(&e)))
+                ),
                 Err(e) => {
                     self.failed(i, &what, &e);
                 }
@@ -102,15 +139,29 @@ impl Extensions for PluginSet {
         })
     }
 
-    fn stats<'a>(&'a self, handler: &'a str, sample: &'a [ProcessStats]) -> BoxFuture<'a, Vec<StatAction>> {
+    fn stats<'a>(
+        &'a self,
+        handler: &'a str,
+        sample: &'a [ProcessStats],
+    ) -> BoxFuture<'a, Vec<StatAction>> {
         Box::pin(async move {
-            let Some(&i) = self.handlers.get(handler) else { return Vec::new() };
-            let (handler_owned, list) = (handler.to_string(), sample.iter().map(stats).collect::<Vec<_>>());
+            let Some(&i) = self.handlers.get(handler) else {
+                return Vec::new();
+            };
+            let (handler_owned, list) = (
+                handler.to_string(),
+                sample.iter().map(stats).collect::<Vec<_>>(),
+            );
             let result = self.sandboxes[i]
                 .lock()
                 .await
                 .call(move |bindings, store| {
-                    Box::pin(async move { bindings.pilot_plugin_plugin().call_stats(store, &handler_owned, &list).await })
+                    Box::pin(async move {
+                        bindings
+                            .pilot_plugin_plugin()
+                            .call_stats(store, &handler_owned, &list)
+                            .await
+                    })
                 })
                 .await;
             let what = format!("stat handler `{handler}`");
@@ -126,7 +177,10 @@ impl Extensions for PluginSet {
                     })
                     .collect(),
                 Ok(Err(e)) => {
-                    tracing::warn!("{}", self.failed(i, &what, &CallError::Plugin(b::error_text(&e))));
+                    tracing::warn!(
+                        "{}",
+                        self.failed(i, &what, &CallError::Plugin(b::error_text(&e)))
+                    );
                     Vec::new()
                 }
                 Err(e) => {

@@ -70,7 +70,11 @@ impl PluginLog {
     pub fn new(name: &str) -> Arc<PluginLog> {
         Arc::new(PluginLog {
             name: name.into(),
-            bucket: Mutex::new(Bucket { tokens: BURST, refilled: Instant::now(), dropped: 0 }),
+            bucket: Mutex::new(Bucket {
+                tokens: BURST,
+                refilled: Instant::now(),
+                dropped: 0,
+            }),
         })
     }
 
@@ -79,7 +83,8 @@ impl PluginLog {
         let dropped = {
             let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
-            b.tokens = (b.tokens + now.duration_since(b.refilled).as_secs_f64() * PER_SECOND).min(BURST);
+            b.tokens =
+                (b.tokens + now.duration_since(b.refilled).as_secs_f64() * PER_SECOND).min(BURST);
             b.refilled = now;
             if b.tokens < 1.0 {
                 b.dropped += 1;
@@ -90,7 +95,9 @@ impl PluginLog {
         };
         let name = &self.name;
         if dropped > 0 {
-            tracing::warn!("plugin `{name}`: {dropped} log lines dropped (rate limit {PER_SECOND}/s)");
+            tracing::warn!(
+                "plugin `{name}`: {dropped} log lines dropped (rate limit {PER_SECOND}/s)"
+            );
         }
         let text = sanitize(text);
         match level {
@@ -124,7 +131,11 @@ impl wasmtime_wasi::cli::IsTerminal for LogStream {
 
 impl wasmtime_wasi::cli::StdoutStream for LogStream {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(LineWriter { log: self.log.clone(), level: self.level, pending: Vec::new() })
+        Box::new(LineWriter {
+            log: self.log.clone(),
+            level: self.level,
+            pending: Vec::new(),
+        })
     }
 }
 
@@ -138,7 +149,10 @@ impl LineWriter {
     fn flush_lines(&mut self, all: bool) {
         while let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=i).collect();
-            self.log.line(self.level, String::from_utf8_lossy(&line[..i]).trim_end_matches('\r'));
+            self.log.line(
+                self.level,
+                String::from_utf8_lossy(&line[..i]).trim_end_matches('\r'),
+            );
         }
         if self.pending.len() > MAX_LINE || (all && !self.pending.is_empty()) {
             let line = std::mem::take(&mut self.pending);
@@ -148,7 +162,11 @@ impl LineWriter {
 }
 
 impl tokio::io::AsyncWrite for LineWriter {
-    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.pending.extend_from_slice(buf);
         self.flush_lines(false);
         Poll::Ready(Ok(buf.len()))
@@ -170,7 +188,10 @@ mod tests {
 
     #[test]
     fn escapes_and_controls_are_stripped() {
-        assert_eq!(sanitize("\x1b[31mred\x1b[0m\tand\x07 \x1b]0;title\x07plain"), "red and plain");
+        assert_eq!(
+            sanitize("\x1b[31mred\x1b[0m\tand\x07 \x1b]0;title\x07plain"),
+            "red and plain"
+        );
         assert_eq!(sanitize("a\rb\nc"), "abc");
     }
 

@@ -38,7 +38,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { fuel: 1_000_000_000, memory_bytes: 64 << 20, call_timeout: Duration::from_secs(1), hostcall_bytes: 1 << 20 }
+        Limits {
+            fuel: 1_000_000_000,
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(1),
+            hostcall_bytes: 1 << 20,
+        }
     }
 }
 
@@ -48,7 +53,9 @@ impl Limits {
         let d = Limits::default();
         Limits {
             fuel: settings.fuel.unwrap_or(d.fuel),
-            memory_bytes: settings.memory_bytes.map_or(d.memory_bytes, |b| usize::try_from(b).unwrap_or(usize::MAX)),
+            memory_bytes: settings
+                .memory_bytes
+                .map_or(d.memory_bytes, |b| usize::try_from(b).unwrap_or(usize::MAX)),
             call_timeout: settings.call_timeout.unwrap_or(d.call_timeout),
             hostcall_bytes: d.hostcall_bytes,
         }
@@ -76,18 +83,30 @@ pub enum CallError {
 pub fn describe_trap(e: &wasmtime::Error, limits: &Limits) -> String {
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => format!("ran out of fuel ({} units)", limits.fuel),
-        Some(Trap::Interrupt) => format!("ran past its {} ms deadline; interrupted", limits.call_timeout.as_millis()),
+        Some(Trap::Interrupt) => format!(
+            "ran past its {} ms deadline; interrupted",
+            limits.call_timeout.as_millis()
+        ),
         Some(Trap::StackOverflow) => "overflowed its stack".into(),
-        Some(Trap::UnreachableCodeReached) => "panicked or aborted (unreachable code reached)".into(),
-        Some(Trap::MemoryOutOfBounds) => "accessed memory out of bounds (a bug, or its own stack overflowed)".into(),
-        Some(Trap::CannotEnterComponent) => "cannot be entered again after an earlier failure".into(),
+        Some(Trap::UnreachableCodeReached) => {
+            "panicked or aborted (unreachable code reached)".into()
+        }
+        Some(Trap::MemoryOutOfBounds) => {
+            "accessed memory out of bounds (a bug, or its own stack overflowed)".into()
+        }
+        Some(Trap::CannotEnterComponent) => {
+            "cannot be entered again after an earlier failure".into()
+        }
         Some(other) => format!("trapped: {other}"),
         None => {
             let text = format!("{e:#}");
             if text.contains("growing memory") || text.contains("memory.grow") {
                 format!("hit its memory cap of {} MiB", limits.memory_bytes >> 20)
             } else if text.contains("hostcall") || text.contains("fuel") {
-                format!("passed more than {} KiB to the host in one call", limits.hostcall_bytes >> 10)
+                format!(
+                    "passed more than {} KiB to the host in one call",
+                    limits.hostcall_bytes >> 10
+                )
             } else {
                 format!("trapped: {text}")
             }
@@ -106,7 +125,10 @@ pub struct StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -127,7 +149,9 @@ fn resolve_tcp(grants: &[(String, u16)]) -> Vec<SocketAddr> {
             Ok(ip) => out.push(SocketAddr::new(ip, *port)),
             Err(_) => match (host.as_str(), *port).to_socket_addrs() {
                 Ok(addrs) => out.extend(addrs),
-                Err(e) => tracing::warn!("cannot resolve granted TCP destination `{host}:{port}`: {e}"),
+                Err(e) => {
+                    tracing::warn!("cannot resolve granted TCP destination `{host}:{port}`: {e}")
+                }
             },
         }
     }
@@ -137,10 +161,18 @@ fn resolve_tcp(grants: &[(String, u16)]) -> Vec<SocketAddr> {
 /// Builds the WASI context a plugin's grants allow; with no grants it reaches nothing.
 fn wasi_ctx(settings: &PluginSettings, log: &Arc<PluginLog>) -> wasmtime::Result<WasiCtx> {
     let mut b = WasiCtxBuilder::new();
-    b.stdout(LogStream::new(log.clone(), LogLevel::Info)).stderr(LogStream::new(log.clone(), LogLevel::Warn));
-    for (paths, perms) in [(&settings.allow_read, FsPerms::ReadOnly), (&settings.allow_write, FsPerms::ReadWrite)] {
+    b.stdout(LogStream::new(log.clone(), LogLevel::Info))
+        .stderr(LogStream::new(log.clone(), LogLevel::Warn));
+    for (paths, perms) in [
+        (&settings.allow_read, FsPerms::ReadOnly),
+        (&settings.allow_write, FsPerms::ReadWrite),
+    ] {
         for path in paths {
-            let dir = if path.is_dir() { path.as_path() } else { path.parent().unwrap_or(path) };
+            let dir = if path.is_dir() {
+                path.as_path()
+            } else {
+                path.parent().unwrap_or(path)
+            };
             b.preopened_dir(dir, dir.to_string_lossy(), perms)?;
         }
     }
@@ -210,7 +242,10 @@ impl Sandbox {
         version: &str,
         settings: PluginSettings,
     ) -> Sandbox {
-        let config = settings.config.as_ref().map_or("null".to_string(), |c| c.to_string());
+        let config = settings
+            .config
+            .as_ref()
+            .map_or("null".to_string(), |c| c.to_string());
         Sandbox {
             name: name.to_string(),
             version: version.to_string(),
@@ -229,6 +264,11 @@ impl Sandbox {
     /// Returns whether the plugin is quarantined.
     pub fn quarantined(&self) -> bool {
         self.failures >= QUARANTINE_AFTER
+    }
+
+    /// Drops the live instance, so the next call makes a fresh one (for benchmarks).
+    pub fn discard(&mut self) {
+        self.live = None;
     }
 
     /// Returns whether a live instance exists (for tests and benchmarks).
@@ -258,7 +298,10 @@ impl Sandbox {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 // Give the other tasks a turn every tick: a spinning guest never starves the supervisor.
-                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         Ok(store)
@@ -288,15 +331,24 @@ impl Sandbox {
     }
 
     fn armed(store: &mut Store<StoreState>, limits: &Limits) -> Result<Instant, CallError> {
-        Self::arm(store, limits).map_err(|e| CallError::Trap(format!("cannot arm the limits: {e:#}")))
+        Self::arm(store, limits)
+            .map_err(|e| CallError::Trap(format!("cannot arm the limits: {e:#}")))
     }
 
     /// Creates a fresh instance, asks it to `describe` itself, and configures it with `init` (unless
     /// only the description is wanted).
     async fn instantiate(&mut self, init: bool) -> Result<(Live, Description), CallError> {
-        let mut store = self.new_store().map_err(|e| CallError::Trap(format!("cannot set up the sandbox: {e:#}")))?;
+        let mut store = self
+            .new_store()
+            .map_err(|e| CallError::Trap(format!("cannot set up the sandbox: {e:#}")))?;
         let deadline = Self::armed(&mut store, &self.limits)?;
-        let bindings = Self::bounded(&self.engine, &self.limits, deadline, self.pre.instantiate_async(&mut store)).await?;
+        let bindings = Self::bounded(
+            &self.engine,
+            &self.limits,
+            deadline,
+            self.pre.instantiate_async(&mut store),
+        )
+        .await?;
         let deadline = Self::armed(&mut store, &self.limits)?;
         let describe = bindings.pilot_plugin_plugin().call_describe(&mut store);
         let description = Self::bounded(&self.engine, &self.limits, deadline, describe).await?;
@@ -304,14 +356,20 @@ impl Sandbox {
             return Ok((Live { store, bindings }, description));
         }
         let deadline = Self::armed(&mut store, &self.limits)?;
-        let init = bindings.pilot_plugin_plugin().call_init(&mut store, &self.config);
-        Self::bounded(&self.engine, &self.limits, deadline, init).await?.map_err(|e| CallError::Plugin(bindings::error_text(&e)))?;
+        let init = bindings
+            .pilot_plugin_plugin()
+            .call_init(&mut store, &self.config);
+        Self::bounded(&self.engine, &self.limits, deadline, init)
+            .await?
+            .map_err(|e| CallError::Plugin(bindings::error_text(&e)))?;
         Ok((Live { store, bindings }, description))
     }
 
     /// Returns what a fresh instance says of itself (without `init`); the instance is not kept.
     pub async fn describe(&mut self) -> Result<Description, CallError> {
-        self.instantiate(false).await.map(|(_, description)| description)
+        self.instantiate(false)
+            .await
+            .map(|(_, description)| description)
     }
 
     /// Calls into the plugin under its limits.
@@ -356,6 +414,12 @@ impl Sandbox {
         }
         let live = self.live.as_mut().expect("just made");
         let deadline = Self::armed(&mut live.store, &self.limits)?;
-        Self::bounded(&self.engine, &self.limits, deadline, f(&live.bindings, &mut live.store)).await
+        Self::bounded(
+            &self.engine,
+            &self.limits,
+            deadline,
+            f(&live.bindings, &mut live.store),
+        )
+        .await
     }
 }

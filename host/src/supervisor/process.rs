@@ -120,7 +120,11 @@ impl ProcessTask {
         if self.spec.lifecycle_hooks.is_empty() {
             return;
         }
-        let info = self.info();
+        let mut info = self.info();
+        if let LifecycleEvent::OnShutdown { .. } = event {
+            // The process is gone, but hooks want to know which one it was.
+            info.pid = self.status.borrow().last_pid;
+        }
         for hook in &self.spec.lifecycle_hooks {
             self.extensions.lifecycle(hook, event, &info).await;
         }
@@ -326,6 +330,7 @@ impl ProcessTask {
         }
         self.set(|s| {
             s.pid = Some(pid);
+            s.last_pid = Some(pid);
             s.started = Some(started.into_std());
         });
         tracing::info!("{}: started, pid {pid}", self.name());

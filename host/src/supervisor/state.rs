@@ -66,6 +66,8 @@ pub struct ProcessStatus {
     pub pid: Option<u32>,
     /// How often it was restarted.
     pub restarts: u32,
+    /// The pid of its latest run, also after it ended.
+    pub last_pid: Option<u32>,
     /// When its current run started.
     #[serde(skip)]
     pub started: Option<Instant>,
@@ -83,6 +85,7 @@ impl ProcessStatus {
             state: State::Pending,
             pid: None,
             restarts: 0,
+            last_pid: None,
             started: None,
             last_exit: None,
             reason: None,

@@ -31,9 +31,21 @@ pub fn plugin_cache() -> PathBuf {
 
 /// Returns the plugin component `name` from `target/plugins/<group>/` (built by `cargo xtask plugins`).
 pub fn plugin(group: &str, name: &str) -> PathBuf {
-    let target = pilot_host_path().parent().unwrap().parent().unwrap().to_path_buf();
-    let path = target.join("plugins").join(group).join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run `cargo xtask plugins` (or `cargo xtask test`)", path.display());
+    let target = pilot_host_path()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = target
+        .join("plugins")
+        .join(group)
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask plugins` (or `cargo xtask test`)",
+        path.display()
+    );
     path
 }
 
@@ -64,6 +76,14 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A command for `program` with the tests' environment: info logs, the shared compile cache.
+fn command(program: PathBuf) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env("RUST_LOG", "info")
+        .env("PILOT_HOST_CACHE_DIR", plugin_cache());
+    cmd
 }
 
 /// Lines collected from a stream, with a condition variable to wait on.
@@ -103,7 +123,12 @@ impl Pilot {
 
     /// Starts `pilot-host run MANIFEST --plugins DIR`.
     pub fn run_with_plugins(manifest: &Path, plugins: &Path) -> Pilot {
-        Pilot::start(&["run".as_ref(), manifest.as_os_str(), "--plugins".as_ref(), plugins.as_os_str()])
+        Pilot::start(&[
+            "run".as_ref(),
+            manifest.as_os_str(),
+            "--plugins".as_ref(),
+            plugins.as_os_str(),
+        ])
     }
 
     /// Starts `pilot-host ARGS`.
@@ -112,12 +137,24 @@ impl Pilot {
     }
 
     /// Starts `pilot-host ARGS` with extra environment variables.
-    pub fn start_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &std::ffi::OsStr)]) -> Pilot {
-        let mut child = Command::new(pilot_host_path())
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("PILOT_HOST_CACHE_DIR", plugin_cache())
-            .envs(env.iter().copied())
+    pub fn start_env<S: AsRef<std::ffi::OsStr>>(
+        args: &[S],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Pilot {
+        let mut cmd = command(pilot_host_path());
+        cmd.args(args).envs(env.iter().copied());
+        Pilot::spawn(cmd)
+    }
+
+    /// Starts `pilot-host ARGS` pinned to CPU 0 with `taskset`, as on a one-CPU machine.
+    pub fn start_on_one_cpu<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Pilot {
+        let mut cmd = command("taskset".into());
+        cmd.args(["-c", "0"]).arg(pilot_host_path()).args(args);
+        Pilot::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Pilot {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,193 @@
+//! Plugin runtime benchmarks: `cargo bench -p pilot-host --bench plugins` (run by `cargo xtask bench`).
+//!
+//! Every figure is a median over repeated runs, printed with min–max, beside a baseline measured in the
+//! same run: raw wasmtime calls without pilot-host's per-call limits, a cold compile against a cache hit.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pilot_host::manifest::PluginSettings;
+use pilot_host::plugin::{call_fn, PluginHost, ReadyStatus};
+
+fn hostile() -> PathBuf {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/hostile/hostile.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask plugins` first",
+        path.display()
+    );
+    path
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn row(what: &str, unit: &str, ours: Vec<f64>, baseline: Option<(&str, Vec<f64>)>, target: &str) {
+    let (med, min, max) = stats(ours);
+    let base = match baseline {
+        Some((name, b)) => {
+            let (bm, bmin, bmax) = stats(b);
+            format!(
+                "{name}: {bm:.3} {unit} ({bmin:.3}–{bmax:.3}); ratio {:.2}",
+                med / bm
+            )
+        }
+        None => String::new(),
+    };
+    println!("| {what} | {med:.3} {unit} ({min:.3}–{max:.3}) | {base} | {target} |");
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let wasm = std::fs::read(hostile()).unwrap();
+    let cache = std::env::temp_dir().join(format!("pilot-bench-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    println!("| what | pilot-host median (min–max) | baseline in the same run | target |");
+    println!("| --- | --- | --- | --- |");
+
+    // Load from the compile cache against a first compile.
+    let cold = PluginHost::new(None).unwrap();
+    let compiles: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            cold.engine.compile(&wasm).unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let cached = PluginHost::new(Some(cache.clone())).unwrap();
+    cached.engine.compile(&wasm).unwrap();
+    let hits: Vec<f64> = (0..50)
+        .map(|_| {
+            let t = Instant::now();
+            let (_, from_cache) = cached.engine.compile(&wasm).unwrap();
+            assert!(from_cache);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    row(
+        "load a compiled plugin from the cache",
+        "ms",
+        hits,
+        Some(("first compile", compiles)),
+        "≤ 1 ms vs about 90 ms",
+    );
+
+    let host = PluginHost::new(Some(cache.clone())).unwrap();
+    let plugin = host.load_file(&hostile()).await.unwrap();
+    let mut sandbox = plugin.sandbox(&host, PluginSettings::default());
+    let info = || pilot_host::plugin::sample_process_info();
+
+    // Warm call on a live instance, through the sandbox (fuel, deadline, epoch, timeout armed per call),
+    // against the same export called in a tight loop under one arming (raw wasmtime).
+    const BATCH: usize = 2000;
+    let mut ours = Vec::new();
+    let mut raw = Vec::new();
+    sandbox
+        .call(call_fn(|_, _| Box::pin(async { Ok(()) })))
+        .await
+        .unwrap();
+    for _ in 0..15 {
+        let t = Instant::now();
+        for _ in 0..BATCH {
+            let i = info();
+            let r = sandbox
+                .call(call_fn(move |p, s| {
+                    Box::pin(async move {
+                        p.pilot_plugin_plugin()
+                            .call_ready_check(s, "ok", &i, "{}")
+                            .await
+                    })
+                }))
+                .await
+                .unwrap();
+            assert!(matches!(r, Ok(ReadyStatus::Ready)));
+        }
+        ours.push(t.elapsed().as_secs_f64() * 1e6 / BATCH as f64);
+        let i = info();
+        let per_call = sandbox
+            .call(call_fn(move |p, s| {
+                Box::pin(async move {
+                    let t = Instant::now();
+                    for _ in 0..BATCH {
+                        p.pilot_plugin_plugin()
+                            .call_ready_check(&mut *s, "ok", &i, "{}")
+                            .await?
+                            .ok();
+                    }
+                    Ok(t.elapsed().as_secs_f64() * 1e6 / BATCH as f64)
+                })
+            }))
+            .await
+            .unwrap();
+        raw.push(per_call);
+    }
+    row(
+        "warm ready check on a live instance",
+        "µs",
+        ours,
+        Some(("raw wasmtime call", raw)),
+        "≤ 1 µs (raw 0.36 µs)",
+    );
+
+    // A fresh instance: store with its WASI context, instantiate, describe, init; then the call.
+    let mut fresh = Vec::new();
+    for _ in 0..200 {
+        sandbox.discard();
+        let t = Instant::now();
+        sandbox
+            .call(call_fn(|_, _| Box::pin(async { Ok(()) })))
+            .await
+            .unwrap();
+        fresh.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    row(
+        "fresh instance (store, instantiate, describe, init)",
+        "µs",
+        fresh,
+        None,
+        "≤ 30 µs",
+    );
+
+    // How far past its deadline a spinning plugin is stopped.
+    let settings = PluginSettings {
+        call_timeout: Some(Duration::from_millis(50)),
+        fuel: Some(u64::MAX / 4),
+        ..Default::default()
+    };
+    let mut spinner = plugin.sandbox(&host, settings);
+    let mut late = Vec::new();
+    for _ in 0..10 {
+        let i = info();
+        let t = Instant::now();
+        let r = spinner
+            .call(call_fn(move |p, s| {
+                Box::pin(async move {
+                    p.pilot_plugin_plugin()
+                        .call_ready_check(s, "spin", &i, "{}")
+                        .await
+                })
+            }))
+            .await;
+        assert!(r.is_err());
+        late.push((t.elapsed().as_secs_f64() - 0.050) * 1e3);
+        spinner = plugin.sandbox(
+            &host,
+            PluginSettings {
+                call_timeout: Some(Duration::from_millis(50)),
+                fuel: Some(u64::MAX / 4),
+                ..Default::default()
+            },
+        );
+    }
+    row(
+        "spinning plugin stopped past its 50 ms deadline",
+        "ms",
+        late,
+        None,
+        "≤ 2 ms",
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+}
