@@ -2,6 +2,9 @@
 //!
 //! - `demo`: builds pilot-host, validates and draws `demo/manifest.yaml`, then runs it.
 //! - `test`: installs what the tests need (Graphviz), then runs every test.
+//! - `bench`: builds release binaries and measures start, readiness, restart, idle and stop costs.
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -11,8 +14,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test> [args...]");
+            eprintln!("usage: cargo xtask <demo|test|bench> [args...]");
             return ExitCode::from(2);
         }
     };
