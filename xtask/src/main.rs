@@ -4,7 +4,10 @@
 //! - `test`: installs what the tests need (Graphviz, the `wasm32-wasip2` target), builds the plugins,
 //!   then runs every test.
 //! - `plugins`: builds the example and hostile plugins into `target/plugins/{examples,hostile}/`.
+//! - `bench`: builds release binaries and measures the supervisor (start, readiness, restart, idle,
+//!   stop) and the plugin runtime (calls, instances, compile cache, deadlines).
 
+mod bench;
 mod plugins;
 
 use std::path::{Path, PathBuf};
@@ -16,8 +19,9 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("plugins") => plugins::plugins(&args[1..]).map(drop),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|plugins> [args...]");
+            eprintln!("usage: cargo xtask <demo|test|plugins|bench> [args...]");
             return ExitCode::from(2);
         }
     };
@@ -95,7 +99,7 @@ fn demo(extra: &[String]) -> Result<(), String> {
         "pilot-child",
     ]))?;
     let bin = root().join("target/release/pilot-host");
-    let out = root().join("target/demo");
+    let out = PathBuf::from("/tmp/pilot-host-demo");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
     let _ = std::fs::remove_file(out.join("events.jsonl"));
     let with_plugins = ["demo/manifest.yaml", "--plugins", "target/plugins/examples"];

@@ -6,9 +6,11 @@
 //! shutdown; the handle only sends commands and reads published snapshots.
 
 mod backoff;
+mod fine_timer;
 pub mod output;
 pub mod pgroup;
 mod process;
+mod procstat;
 mod ready;
 mod state;
 mod stats;
@@ -277,23 +279,34 @@ impl Handle {
         Ok(self.shared.logs[self.lookup(name)?].snapshot())
     }
 
-    /// Starts `name` if it is not running; its dependencies must be up.
-    pub async fn start_process(&self, name: &str) -> Result<(), ControlError> {
-        let i = self.lookup(name)?;
+    /// Returns whether process `i` has no child and none is on its way (so a start would spawn one).
+    fn idle(&self, i: usize) -> bool {
         let state = self.shared.statuses[i].borrow().state;
-        if !state.is_final() && state != State::Pending {
-            return Ok(());
-        }
+        state.is_final() || state == State::Pending
+    }
+
+    /// Refuses to start process `i` while one of its dependencies is not up.
+    fn dependencies_up(&self, i: usize) -> Result<(), ControlError> {
         for &d in &self.shared.dependencies[i] {
             let dep_state = self.shared.statuses[d].borrow().state;
             if !dep_state.is_up() {
                 return Err(ControlError::DependencyDown {
-                    name: name.to_string(),
+                    name: self.shared.names[i].clone(),
                     dependency: self.shared.names[d].clone(),
                     state: dep_state.as_str(),
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Starts `name` if it is not running; its dependencies must be up.
+    pub async fn start_process(&self, name: &str) -> Result<(), ControlError> {
+        let i = self.lookup(name)?;
+        if !self.idle(i) {
+            return Ok(());
+        }
+        self.dependencies_up(i)?;
         self.shared.commands[i]
             .send(Command::Start)
             .await
@@ -311,12 +324,19 @@ impl Handle {
         rx.await.map_err(|_| ControlError::ShuttingDown)
     }
 
-    /// Restarts every named process; if any name is unknown, nothing is restarted.
+    /// Restarts every named process (one that is not running is started) and returns once each has a
+    /// new child (or failed to get one). If any name is unknown, or a process that is not running has a
+    /// dependency that is not up, nothing is restarted.
     pub async fn restart_processes(&self, names: &[&str]) -> Result<(), ControlError> {
         let indices = names
             .iter()
             .map(|n| self.lookup(n))
             .collect::<Result<Vec<_>, _>>()?;
+        for &i in &indices {
+            if self.idle(i) {
+                self.dependencies_up(i)?;
+            }
+        }
         let mut replies = Vec::with_capacity(indices.len());
         for i in indices {
             let (tx, rx) = oneshot::channel();
@@ -397,7 +417,8 @@ impl Coordinator {
                         let deps_up = self.shared().dependencies[d]
                             .iter()
                             .all(|&x| self.state(x).is_up());
-                        if !started[d] && deps_up {
+                        // A process stopped on request before it started stays stopped.
+                        if !started[d] && deps_up && self.state(d) == State::Pending {
                             started[d] = true;
                             self.send(d, Command::Start).await;
                         }

@@ -42,10 +42,33 @@ pub(super) enum Event {
     ShutdownEverything,
 }
 
+/// The answer to a restart, sent once the new child is spawned (or could not be), or when dropped, so
+/// that every path out of a restart answers its caller.
+#[derive(Default)]
+struct Reply(Option<oneshot::Sender<()>>);
+
+impl Reply {
+    fn to(tx: oneshot::Sender<()>) -> Reply {
+        Reply(Some(tx))
+    }
+
+    fn send(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        self.send();
+    }
+}
+
 /// How one run of the child ended.
 enum RunEnd {
     Stopped(oneshot::Sender<()>),
-    Restart(oneshot::Sender<()>),
+    Restart(Reply),
     Exited {
         status: ExitStatus,
         uptime: Duration,
@@ -134,11 +157,8 @@ impl ProcessTask {
     pub async fn run(mut self) {
         while let Some(command) = self.commands.recv().await {
             match command {
-                Command::Start => self.supervise(false).await,
-                Command::Restart(reply) => {
-                    let _ = reply.send(());
-                    self.supervise(true).await;
-                }
+                Command::Start => self.supervise(false, Reply::default()).await,
+                Command::Restart(reply) => self.supervise(true, Reply::to(reply)).await,
                 Command::Stop(reply) => {
                     if self.status.borrow().state == State::Pending {
                         self.set(|s| {
@@ -160,19 +180,20 @@ impl ProcessTask {
         }
     }
 
-    /// Runs the child, restarting it as configured, until it is stopped or fails.
-    async fn supervise(&mut self, mut restarting: bool) {
+    /// Runs the child, restarting it as configured, until it is stopped or fails; `reply` is answered
+    /// once the first child is spawned.
+    async fn supervise(&mut self, mut restarting: bool, mut reply: Reply) {
         let mut backoff = Backoff::new(self.spec.restart.clone());
         loop {
-            let end = self.run_once(restarting).await;
+            let end = self.run_once(restarting, &mut reply).await;
             restarting = true;
             let (status, uptime) = match end {
                 RunEnd::Stopped(reply) => {
                     let _ = reply.send(());
                     return;
                 }
-                RunEnd::Restart(reply) => {
-                    let _ = reply.send(());
+                RunEnd::Restart(next) => {
+                    reply = next;
                     continue;
                 }
                 RunEnd::Failed(reason) => return self.fail(reason),
@@ -180,11 +201,7 @@ impl ProcessTask {
                 RunEnd::Exited { status, uptime } => (status, uptime),
             };
             let exit = describe_exit(&status);
-            self.hooks(LifecycleEvent::OnShutdown {
-                exit_code: status.code(),
-                signal: status.signal(),
-            })
-            .await;
+            self.on_shutdown(Some(&status)).await;
             match self.spec.shutdown_strategy {
                 ShutdownStrategy::DoNotRestart | ShutdownStrategy::ShutdownEverything => {
                     let everything =
@@ -227,34 +244,37 @@ impl ProcessTask {
                         uptime.as_secs_f64(),
                         delay.as_secs_f64()
                     );
-                    if !self.back_off(delay).await {
-                        return;
+                    match self.back_off(delay).await {
+                        Some(next) => reply = next,
+                        None => return,
                     }
                 }
             }
         }
     }
 
-    /// Waits out a restart delay; returns false if told to stop meanwhile.
-    async fn back_off(&mut self, delay: Duration) -> bool {
+    /// Waits out a restart delay; returns the reply owed to a restart request that cut it short, or
+    /// `None` if told to stop meanwhile.
+    async fn back_off(&mut self, delay: Duration) -> Option<Reply> {
+        if delay.is_zero() {
+            // No timer: tokio's has millisecond ticks, which would delay an immediate restart by up to 1 ms.
+            return Some(Reply::default());
+        }
         self.set(|s| s.state = State::BackingOff);
         let wake = tokio::time::sleep(delay);
         tokio::pin!(wake);
         loop {
             tokio::select! {
-                () = &mut wake => return true,
+                () = &mut wake => return Some(Reply::default()),
                 command = self.commands.recv() => match command {
                     Some(Command::Stop(reply)) => {
                         self.set(|s| { s.state = State::Stopped; s.reason = Some("stopped while backing off".into()); });
                         let _ = reply.send(());
-                        return false;
+                        return None;
                     }
-                    Some(Command::Restart(reply)) => {
-                        let _ = reply.send(());
-                        return true;
-                    }
+                    Some(Command::Restart(reply)) => return Some(Reply::to(reply)),
                     Some(Command::Start | Command::Skip(_)) => {}
-                    None => return false,
+                    None => return None,
                 },
             }
         }
@@ -271,7 +291,8 @@ impl ProcessTask {
     }
 
     /// Spawns the child once and watches it until it exits, is stopped, or misses its ready deadline.
-    async fn run_once(&mut self, restarting: bool) -> RunEnd {
+    /// `reply` is answered once the child is spawned (or when the caller drops it after a failure).
+    async fn run_once(&mut self, restarting: bool, reply: &mut Reply) -> RunEnd {
         if restarting {
             self.set(|s| s.restarts += 1);
             self.hooks(LifecycleEvent::OnRestart).await;
@@ -334,6 +355,7 @@ impl ProcessTask {
             s.started = Some(started.into_std());
         });
         tracing::info!("{}: started, pid {pid}", self.name());
+        reply.send();
         self.hooks(LifecycleEvent::PostStart).await;
 
         let why_not = Arc::new(std::sync::Mutex::new(String::new()));
@@ -366,7 +388,7 @@ impl ProcessTask {
                     Some(Command::Restart(reply)) => {
                         tracing::info!("{}: restarting on request", self.name());
                         self.stop_child(&mut child, pgid).await;
-                        break RunEnd::Restart(reply);
+                        break RunEnd::Restart(Reply::to(reply));
                     }
                     Some(Command::Start | Command::Skip(_)) => {}
                     None => {
@@ -435,6 +457,16 @@ impl ProcessTask {
         self.emit(Event::Up);
     }
 
+    /// Calls the `on_shutdown` hooks for a child that ended with `status` (`None`: not reaped).
+    async fn on_shutdown(&self, status: Option<&ExitStatus>) {
+        self.hooks(LifecycleEvent::OnShutdown {
+            exit_code: status.and_then(ExitStatus::code),
+            signal: status.and_then(ExitStatus::signal),
+        })
+        .await;
+    }
+
+    /// Stops the child's group and calls the `on_shutdown` hooks: every child that ends gets them once.
     async fn stop_child(&mut self, child: &mut tokio::process::Child, pgid: pgroup::Pgid) {
         self.set(|s| s.state = State::Stopping);
         let report = pgroup::stop(child, pgid, self.spec.timeout, self.kill_timeout).await;
@@ -463,5 +495,6 @@ impl ProcessTask {
             s.pid = None;
             s.last_exit = Some(how);
         });
+        self.on_shutdown(report.status.as_ref()).await;
     }
 }

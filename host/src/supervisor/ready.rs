@@ -2,6 +2,7 @@
 //!
 //! - `tcp`: connect attempts at a pace that grows with the time waited (every 0.25 ms at first, every
 //!   5 ms at most), so readiness is seen within 1 % of the wait or 5 ms, and a slow process costs little.
+//!   The pauses use a [`FineTimer`]: tokio's millisecond timer would stretch them to 1 to 2 ms.
 //! - `file`: inotify on the folder (through notify), with a 100 ms fallback check; a stale file is
 //!   removed before the process starts, so an old run cannot make a new one look ready.
 //! - `pipe`: a FIFO, created 0600 if absent (and removed once ready), read without blocking; ready on a
@@ -15,6 +16,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
+use super::fine_timer::FineTimer;
 use crate::extension::{Extensions, ProcessInfo, ReadyAnswer};
 use crate::manifest::ReadyStrategy;
 
@@ -141,6 +143,7 @@ pub async fn wait(w: ReadyWait) -> Result<Option<tokio::task::JoinHandle<()>>, S
 
 async fn tcp(host: &str, port: u16, why_not: &std::sync::Mutex<String>) -> Result<(), String> {
     let start = Instant::now();
+    let timer = FineTimer::new();
     loop {
         match tokio::net::TcpStream::connect((host, port)).await {
             Ok(_) => return Ok(()),
@@ -150,7 +153,7 @@ async fn tcp(host: &str, port: u16, why_not: &std::sync::Mutex<String>) -> Resul
         }
         let pause =
             (start.elapsed() / 100).clamp(Duration::from_micros(250), Duration::from_millis(5));
-        tokio::time::sleep(pause).await;
+        timer.sleep(pause).await;
     }
 }
 

@@ -1,46 +1,32 @@
-//! Resource sampling: one sysinfo refresh for all running processes per interval, off the supervision
-//! path (on a blocking thread), then the stat handlers, whose actions apply only to their processes.
+//! Resource sampling: one read of every running process per interval, off the supervision path (on a
+//! blocking thread), then the stat handlers, whose actions apply only to their processes.
 //!
-//! CPU % is computed by sysinfo from the difference between two refreshes of the same `System`, which
-//! is why one `System` lives as long as the sampler (a fresh one per sample reads 0).
+//! CPU % is computed from the difference between two samples of the same process, which is why one
+//! [`Sampler`] lives as long as the loop (a fresh one per sample would read 0).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
-
+use super::procstat::Sampler;
 use super::Handle;
 use crate::extension::{ProcessStats, StatAction};
 
 /// Samples every `interval` until the supervisor ends.
 pub(super) async fn sample_loop(handle: Handle, interval: Duration) {
-    let system = Arc::new(Mutex::new(System::new()));
+    let sampler = Arc::new(Mutex::new(Sampler::default()));
     let mut maxima: Vec<(f64, u64)> = vec![(0.0, 0); handle.shared.names.len()];
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let statuses = handle.status();
-        let pids: Vec<Pid> = statuses
-            .iter()
-            .filter_map(|s| s.pid)
-            .map(Pid::from_u32)
-            .collect();
-        let system = system.clone();
+        let pids: Vec<u32> = statuses.iter().filter_map(|s| s.pid).collect();
+        let sampler = sampler.clone();
         let readings = tokio::task::spawn_blocking(move || {
-            let mut system = system.lock().unwrap_or_else(|p| p.into_inner());
-            system.refresh_processes_specifics(
-                ProcessesToUpdate::Some(&pids),
-                true,
-                ProcessRefreshKind::nothing().with_cpu().with_memory(),
-            );
-            pids.iter()
-                .map(|pid| {
-                    system
-                        .process(*pid)
-                        .map(|p| (f64::from(p.cpu_usage()), p.memory()))
-                })
-                .collect::<Vec<_>>()
+            sampler
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .sample(&pids)
         })
         .await
         .unwrap_or_default();

@@ -44,6 +44,8 @@ processes:
     for name in ["disk", "queue", "api"] {
         pilot.wait_log(&format!("{name}: ready after"), SOON);
     }
+    // A child may record its start before pilot-host logs its pid.
+    pilot.wait_log("web: started, pid", SOON);
     let starts: Vec<String> = read_times(&dir.join("starts"))
         .into_iter()
         .map(|(n, _)| n)
@@ -355,16 +357,17 @@ processes:
     wait_until("the flooding child got past its output", SOON, || {
         dir.join("flooded").exists()
     });
-    let out = pilot.stdout_text();
-    assert!(
-        out.contains("flood | out 0\n") || out.contains("flood | err 0\n"),
-        "no prefixed line"
-    );
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("flood | xxxx") && l.ends_with("…[line cut at 16 KiB]")),
-        "the long line is cut"
-    );
+    // The child is past its output; pilot-host's printer and our reader may still be behind.
+    wait_until("a prefixed line of the flood is printed", SOON, || {
+        let out = pilot.stdout_text();
+        out.contains("flood | out 0\n") || out.contains("flood | err 0\n")
+    });
+    wait_until("the long line is printed, cut", SOON, || {
+        pilot
+            .stdout_text()
+            .lines()
+            .any(|l| l.starts_with("flood | xxxx") && l.ends_with("…[line cut at 16 KiB]"))
+    });
 }
 
 #[test]

@@ -1,0 +1,319 @@
+//! `cargo xtask bench [--quick] [--only a,b,c,d,e]`: builds the release `pilot-host` and `pilot-child`,
+//! drives the real binary on generated manifests, and prints a table of medians (min–max over the
+//! repetitions), each beside a baseline measured by the same command, the ratio, and the target of
+//! issue 3. The whole run takes about two and a half minutes, most of it the 3 × 30 s idle
+//! measurement; `--quick` takes about 20 s and is only for trying the bench out.
+//!
+//! Measured:
+//! - (a) start of 100 independent children until all run;
+//! - (b) the overhead of a 10-step tcp ready chain (each child listens after 50 ms) over 0.5 s;
+//! - (c) restart latency from SIGKILL of a child to its replacement's spawn, 20 times;
+//! - (d) pilot-host's CPU and RSS while idling 30 s over 100 children with stats every second;
+//! - (e) stop of 20 children that ignore SIGTERM, with a 1 s timeout.
+
+mod cases;
+mod procs;
+
+use std::process::Command;
+
+use procs::Paths;
+
+/// How many repetitions of each measurement.
+struct Plan {
+    start: usize,
+    chain: usize,
+    kills: usize,
+    idle: usize,
+    idle_secs: u64,
+    stop: usize,
+}
+
+const FULL: Plan = Plan {
+    start: 10,
+    chain: 10,
+    kills: 20,
+    idle: 3,
+    idle_secs: 30,
+    stop: 5,
+};
+
+const QUICK: Plan = Plan {
+    start: 3,
+    chain: 3,
+    kills: 10,
+    idle: 1,
+    idle_secs: 5,
+    stop: 2,
+};
+
+/// Runs the benchmarks.
+pub fn bench(args: &[String]) -> Result<(), String> {
+    let mut plan = &FULL;
+    let mut only = "abcdep".to_string();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--quick" => plan = &QUICK,
+            "--only" => {
+                only = rest
+                    .next()
+                    .ok_or("`--only` needs letters, e.g. `--only a,c`")?
+                    .clone()
+            }
+            other => {
+                return Err(format!(
+                    "unknown bench argument `{other}` (known: --quick, --only LETTERS)"
+                ))
+            }
+        }
+    }
+    super::run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--package",
+        "pilot-host",
+        "--package",
+        "testkit",
+        "--bins",
+    ]))?;
+    let release = super::root().join("target/release");
+    let paths = Paths {
+        host: release.join("pilot-host"),
+        child: release.join("pilot-child"),
+        scratch: std::env::temp_dir().join(format!("pilot-bench-{}", std::process::id())),
+    };
+    let started = std::time::Instant::now();
+    let load = loadavg();
+    let result = measure(&paths, plan, &only);
+    let _ = std::fs::remove_dir_all(&paths.scratch);
+    let rows = result?;
+    println!(
+        "\npilot-host benchmarks, {} CPUs, load average {load} before and {} after, {:.0} s in all\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg(),
+        started.elapsed().as_secs_f64()
+    );
+    print_table(&rows);
+    if only.contains('p') {
+        // The plugin runtime, measured in-process by a bench binary of the host crate.
+        super::plugins::plugins(&[])?;
+        println!("\nPlugin runtime (medians, min–max):\n");
+        super::run(Command::new("cargo").args(["bench", "--quiet", "-p", "pilot-host", "--bench", "plugins"]))?;
+    }
+    Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().next().unwrap_or("?").to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// One line of the table.
+struct Row {
+    what: &'static str,
+    unit: Unit,
+    host: Stat,
+    base: Stat,
+    target: &'static str,
+    met: bool,
+    reference: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum Unit {
+    Ms,
+    S,
+    Percent,
+    Mb,
+}
+
+impl Unit {
+    fn number(self, v: f64) -> String {
+        match self {
+            Unit::Ms if v.abs() < 10.0 => format!("{v:.2}"),
+            Unit::Ms | Unit::Mb => format!("{v:.1}"),
+            Unit::S | Unit::Percent => format!("{v:.3}"),
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Unit::Ms => "ms",
+            Unit::S => "s",
+            Unit::Percent => "%",
+            Unit::Mb => "MB",
+        }
+    }
+}
+
+/// A median with its range, or a single value such as a p95.
+struct Stat {
+    value: f64,
+    range: Option<(f64, f64)>,
+}
+
+fn sorted(values: &[f64]) -> Vec<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn median(values: &[f64]) -> Stat {
+    let v = sorted(values);
+    let n = v.len();
+    let value = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Stat {
+        value,
+        range: Some((v[0], v[n - 1])),
+    }
+}
+
+/// The nearest-rank 95th percentile.
+fn p95(values: &[f64]) -> Stat {
+    let v = sorted(values);
+    let rank = ((0.95 * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    Stat {
+        value: v[rank - 1],
+        range: None,
+    }
+}
+
+fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
+    std::fs::create_dir_all(&p.scratch)
+        .map_err(|e| format!("cannot create the scratch folder: {e}"))?;
+    let mut rows = Vec::new();
+    let progress = |what: &str| eprintln!("bench: {what}");
+    if only.contains('a') {
+        progress("(a) start of 100 children");
+        let s = cases::start_100(p, plan.start)?;
+        let host = median(&s.host);
+        rows.push(Row {
+            what: "(a) start 100 children until all run",
+            unit: Unit::Ms,
+            met: host.value <= 50.0,
+            host,
+            base: median(&s.base),
+            target: "≤ 50 ms",
+            reference: "0.27 s",
+        });
+    }
+    if only.contains('b') {
+        progress("(b) 10-step tcp ready chain");
+        let s = cases::tcp_chain(p, plan.chain)?;
+        let host = median(&s.host);
+        rows.push(Row {
+            what: "(b) 10-step tcp chain, overhead over 0.5 s",
+            unit: Unit::Ms,
+            met: host.value <= 20.0,
+            host,
+            base: median(&s.base),
+            target: "≤ 20 ms",
+            reference: "0.62 s",
+        });
+    }
+    if only.contains('c') {
+        progress("(c) restart after SIGKILL");
+        let s = cases::restart(p, plan.kills)?;
+        let host = median(&s.host);
+        rows.push(Row {
+            what: "(c) restart after SIGKILL, median",
+            unit: Unit::Ms,
+            met: host.value <= 2.0,
+            host,
+            base: median(&s.base),
+            target: "≤ 2 ms",
+            reference: "70 ms (PM2 7.4 ms)",
+        });
+        let host = p95(&s.host);
+        rows.push(Row {
+            what: "(c) restart after SIGKILL, p95",
+            unit: Unit::Ms,
+            met: host.value <= 5.0,
+            host,
+            base: p95(&s.base),
+            target: "≤ 5 ms",
+            reference: "",
+        });
+    }
+    if only.contains('d') {
+        progress(&format!(
+            "(d) idling {} s over 100 children, {} times",
+            plan.idle_secs, plan.idle
+        ));
+        let s = cases::idle(p, plan.idle, plan.idle_secs)?;
+        let host = median(&s.cpu.host);
+        rows.push(Row {
+            what: "(d) idle CPU, 100 children, stats every 1 s",
+            unit: Unit::Percent,
+            met: host.value <= 0.1,
+            host,
+            base: median(&s.cpu.base),
+            target: "≤ 0.1 % of a core",
+            reference: "4.3 %",
+        });
+        let host = median(&s.rss.host);
+        rows.push(Row {
+            what: "(d) idle RSS",
+            unit: Unit::Mb,
+            met: host.value <= 20.0,
+            host,
+            base: median(&s.rss.base),
+            target: "≤ 20 MB",
+            reference: "34 MB",
+        });
+    }
+    if only.contains('e') {
+        progress("(e) stop of 20 children that ignore SIGTERM");
+        let s = cases::stop_20(p, plan.stop)?;
+        let host = median(&s.host);
+        rows.push(Row {
+            what: "(e) stop 20 SIGTERM-ignoring children, timeout 1 s",
+            unit: Unit::S,
+            met: host.value <= 1.05,
+            host,
+            base: median(&s.base),
+            target: "≤ 1.05 s",
+            reference: "",
+        });
+    }
+    Ok(rows)
+}
+
+fn show(unit: Unit, s: &Stat) -> String {
+    let value = format!("{} {}", unit.number(s.value), unit.suffix());
+    match s.range {
+        Some((lo, hi)) => format!("{value} ({}–{})", unit.number(lo), unit.number(hi)),
+        None => value,
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| measurement | pilot-host: median (min–max) | baseline | ratio | target | met | Process Pilot |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        let ratio = if r.base.value.abs() > f64::EPSILON {
+            format!("{:.2}×", r.host.value / r.base.value)
+        } else {
+            "–".into()
+        };
+        println!(
+            "| {} | {} | {} | {ratio} | {} | {} | {} |",
+            r.what,
+            show(r.unit, &r.host),
+            show(r.unit, &r.base),
+            r.target,
+            if r.met { "yes" } else { "**no**" },
+            r.reference
+        );
+    }
+    println!(
+        "\nBaselines: (a) 100 direct spawns; (b) the same chain driven directly, connect tried every 200 µs;\n\
+         (c) SIGKILL, waitpid, spawn; (d) CPU: one thread reading the same /proc files each second,\n\
+         RSS: one idle pilot-child; (e) SIGTERM, 1 s grace, SIGKILL, reap, directly."
+    );
+}
