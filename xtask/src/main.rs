@@ -116,8 +116,9 @@ fn demo(extra: &[String]) -> Result<(), String> {
     run(Command::new(&bin).arg("run").args(with_plugins).args(extra))?;
     let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap_or_default();
     println!(
-        "\nThe event-log plugin wrote {} events to target/demo/events.jsonl; the first ones:",
-        events.lines().count()
+        "\nThe event-log plugin wrote {} events to {}; the first ones:",
+        events.lines().count(),
+        out.join("events.jsonl").display()
     );
     for line in events.lines().take(5) {
         println!("  {line}");
