@@ -336,6 +336,7 @@ pub fn graph(args: &GraphArgs) -> Result<(), Failure> {
 }
 
 fn run_manifest(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
+    crate::supervisor::pgroup::raise_nofile_limit();
     let runtime = runtime()?;
     let outcome = runtime.block_on(async {
         let prepared = prepare(path, plugins).await?;

@@ -425,6 +425,7 @@ impl Coordinator {
                     }
                 }
                 Event::Ended => self.skip_dependents(i, &mut started).await,
+                Event::Stopped => {}
                 Event::ShutdownEverything => {
                     let name = &self.shared().names[i];
                     tracing::info!("{name}: ended, and its shutdown strategy is shutdown_everything; stopping everything");

@@ -101,6 +101,40 @@ pub struct Spawned {
     pub pgid: Pgid,
 }
 
+/// The open-file limit pilot-host was started with, saved by [`raise_nofile_limit`].
+static ORIGINAL_NOFILE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+
+/// Raises pilot-host's soft open-file limit to the hard limit: each child costs it a few descriptors,
+/// and the default 1024 would cap a manifest at a few hundred processes. Children get the original back.
+pub fn raise_nofile_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to and read from a valid rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return;
+        }
+        let _ = ORIGINAL_NOFILE.set(limit);
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            tracing::debug!(
+                "cannot raise the open-file limit: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+fn child_nofile_limit() -> Option<libc::rlimit> {
+    ORIGINAL_NOFILE.get().copied()
+}
+
 /// Builds the CPU set for `cpus`, before forking (nothing may allocate after the fork).
 fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
     // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it.
@@ -132,8 +166,9 @@ pub fn spawn(spec: &ProcessSpec) -> io::Result<Spawned> {
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     let affinity = spec.affinity.as_deref().map(cpu_set);
+    let nofile = child_nofile_limit();
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (prctl, getppid, sched_setaffinity) on data prepared before the fork.
+    // (prctl, getppid, setrlimit, sched_setaffinity) on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(
@@ -151,6 +186,10 @@ pub fn spawn(spec: &ProcessSpec) -> io::Result<Spawned> {
                 return Err(io::Error::other(
                     "pilot-host exited while starting the child",
                 ));
+            }
+            if let Some(limit) = &nofile {
+                // Children get the open-file limit pilot-host itself was started with.
+                libc::setrlimit(libc::RLIMIT_NOFILE, limit);
             }
             if let Some(set) = &affinity {
                 if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) != 0 {

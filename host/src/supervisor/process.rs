@@ -40,6 +40,8 @@ pub(super) enum Event {
     Ended,
     /// It exited and its strategy is `shutdown_everything`.
     ShutdownEverything,
+    /// It was stopped on request (the coordinator checks whether everything has ended).
+    Stopped,
 }
 
 /// The answer to a restart, sent once the new child is spawned (or could not be), or when dropped, so
@@ -190,6 +192,7 @@ impl ProcessTask {
             let (status, uptime) = match end {
                 RunEnd::Stopped(reply) => {
                     let _ = reply.send(());
+                    self.emit(Event::Stopped);
                     return;
                 }
                 RunEnd::Restart(next) => {

@@ -24,6 +24,7 @@ fn catalog() -> Catalog {
         ready_strategies: set("eventually"),
         lifecycle_hooks: set("record"),
         stat_handlers: set("watchdog"),
+        accept_any: false,
     }
 }
 

@@ -339,6 +339,33 @@ processes:
     pilot.wait_out("probe       | affinity=0", SOON);
     let child_dir = pilot_child().parent().unwrap().to_path_buf();
     pilot.wait_out(&format!("default-dir | cwd={}", child_dir.display()), SOON);
+    // pilot-host raises its own open-file limit; the child gets the limit pilot-host was started with.
+    let open_files = |pid: &str| {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let fields: Vec<String> = line
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(String::from)
+            .collect();
+        (fields[0].clone(), fields[1].clone())
+    };
+    let (mine, hard) = open_files("self");
+    assert_eq!(
+        open_files(&pilot.pid_of("probe").to_string()).0,
+        mine,
+        "the child's soft limit"
+    );
+    assert_eq!(
+        open_files(&pilot.pid().to_string()).0,
+        hard,
+        "pilot-host's own soft limit is raised"
+    );
 }
 
 #[test]

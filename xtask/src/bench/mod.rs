@@ -98,7 +98,14 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         // The plugin runtime, measured in-process by a bench binary of the host crate.
         super::plugins::plugins(&[])?;
         println!("\nPlugin runtime (medians, min–max):\n");
-        super::run(Command::new("cargo").args(["bench", "--quiet", "-p", "pilot-host", "--bench", "plugins"]))?;
+        super::run(Command::new("cargo").args([
+            "bench",
+            "--quiet",
+            "-p",
+            "pilot-host",
+            "--bench",
+            "plugins",
+        ]))?;
     }
     Ok(())
 }
