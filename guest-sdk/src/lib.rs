@@ -69,7 +69,8 @@ pub use __private::bindings::pilot::plugin::types::{
 pub trait Plugin: Default + 'static {
     /// Says what the plugin provides; the manifest refers to these names.
     ///
-    /// Called once per instance, before anything else.
+    /// Called when the plugin is loaded, on an instance of its own: the answer must not depend on
+    /// configuration.
     fn describe(&self) -> Description;
 
     /// Configures the instance with the manifest's `plugins.<name>.config` (`Null` when there is none).

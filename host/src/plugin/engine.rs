@@ -4,7 +4,7 @@
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -26,9 +26,13 @@ pub struct PluginEngine {
 
 struct Ticker {
     active: AtomicUsize,
+    parked: AtomicBool,
     wake: Condvar,
     lock: Mutex<()>,
 }
+
+/// Idle ticks before the ticker parks: calls in quick succession then cost no wake-up.
+const IDLE_TICKS_BEFORE_PARKING: u32 = 100;
 
 /// Keeps the epoch ticking while alive; one per running plugin call.
 pub struct Ticking(Arc<Ticker>);
@@ -62,6 +66,7 @@ impl PluginEngine {
         let engine = Engine::new(&config)?;
         let ticker = Arc::new(Ticker {
             active: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
             wake: Condvar::new(),
             lock: Mutex::new(()),
         });
@@ -69,18 +74,29 @@ impl PluginEngine {
         let t = ticker.clone();
         std::thread::Builder::new()
             .name("pilot-epoch".into())
-            .spawn(move || loop {
-                {
-                    let guard = t.lock.lock().unwrap_or_else(|p| p.into_inner());
-                    let _guard = t
-                        .wake
-                        .wait_while(guard, |_| t.active.load(Ordering::SeqCst) == 0)
-                        .unwrap_or_else(|p| p.into_inner());
-                }
-                std::thread::sleep(EPOCH_TICK);
-                match weak_engine.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => return,
+            .spawn(move || {
+                let mut idle = 0;
+                loop {
+                    idle = if t.active.load(Ordering::SeqCst) == 0 {
+                        idle + 1
+                    } else {
+                        0
+                    };
+                    if idle >= IDLE_TICKS_BEFORE_PARKING {
+                        let guard = t.lock.lock().unwrap_or_else(|p| p.into_inner());
+                        t.parked.store(true, Ordering::SeqCst);
+                        let _guard = t
+                            .wake
+                            .wait_while(guard, |_| t.active.load(Ordering::SeqCst) == 0)
+                            .unwrap_or_else(|p| p.into_inner());
+                        t.parked.store(false, Ordering::SeqCst);
+                        idle = 0;
+                    }
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak_engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
                 }
             })
             .map_err(|e| wasmtime::format_err!("cannot start the epoch ticker: {e}"))?;
@@ -93,8 +109,9 @@ impl PluginEngine {
 
     /// Starts the epoch ticking until the returned guard drops.
     pub fn ticking(&self) -> Ticking {
-        if self.ticker.active.fetch_add(1, Ordering::SeqCst) == 0 {
-            // The ticker may be parked: wake it (under its lock, so the wake-up cannot be missed).
+        self.ticker.active.fetch_add(1, Ordering::SeqCst);
+        if self.ticker.parked.load(Ordering::SeqCst) {
+            // Wake the parked ticker (under its lock, so the wake-up cannot be missed).
             let _guard = self.ticker.lock.lock().unwrap_or_else(|p| p.into_inner());
             self.ticker.wake.notify_all();
         }

@@ -335,9 +335,12 @@ impl Sandbox {
             .map_err(|e| CallError::Trap(format!("cannot arm the limits: {e:#}")))
     }
 
-    /// Creates a fresh instance, asks it to `describe` itself, and configures it with `init` (unless
-    /// only the description is wanted).
-    async fn instantiate(&mut self, init: bool) -> Result<(Live, Description), CallError> {
+    /// Creates a fresh instance and configures it with `init` (or, with `describe_only`, asks it to
+    /// describe itself instead).
+    async fn instantiate(
+        &mut self,
+        describe_only: bool,
+    ) -> Result<(Live, Option<Description>), CallError> {
         let mut store = self
             .new_store()
             .map_err(|e| CallError::Trap(format!("cannot set up the sandbox: {e:#}")))?;
@@ -350,26 +353,24 @@ impl Sandbox {
         )
         .await?;
         let deadline = Self::armed(&mut store, &self.limits)?;
-        let describe = bindings.pilot_plugin_plugin().call_describe(&mut store);
-        let description = Self::bounded(&self.engine, &self.limits, deadline, describe).await?;
-        if !init {
-            return Ok((Live { store, bindings }, description));
+        if describe_only {
+            let describe = bindings.pilot_plugin_plugin().call_describe(&mut store);
+            let description = Self::bounded(&self.engine, &self.limits, deadline, describe).await?;
+            return Ok((Live { store, bindings }, Some(description)));
         }
-        let deadline = Self::armed(&mut store, &self.limits)?;
         let init = bindings
             .pilot_plugin_plugin()
             .call_init(&mut store, &self.config);
         Self::bounded(&self.engine, &self.limits, deadline, init)
             .await?
             .map_err(|e| CallError::Plugin(bindings::error_text(&e)))?;
-        Ok((Live { store, bindings }, description))
+        Ok((Live { store, bindings }, None))
     }
 
     /// Returns what a fresh instance says of itself (without `init`); the instance is not kept.
     pub async fn describe(&mut self) -> Result<Description, CallError> {
-        self.instantiate(false)
-            .await
-            .map(|(_, description)| description)
+        let (_, description) = self.instantiate(true).await?;
+        Ok(description.expect("asked for a description"))
     }
 
     /// Calls into the plugin under its limits.
@@ -410,7 +411,7 @@ impl Sandbox {
         f: impl for<'a> FnOnce(&'a PilotPlugin, &'a mut Store<StoreState>) -> Call<'a, R>,
     ) -> Result<R, CallError> {
         if self.live.is_none() {
-            self.live = Some(self.instantiate(true).await?.0);
+            self.live = Some(self.instantiate(false).await?.0);
         }
         let live = self.live.as_mut().expect("just made");
         let deadline = Self::armed(&mut live.store, &self.limits)?;
