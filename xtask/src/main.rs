@@ -129,6 +129,9 @@ fn demo(extra: &[String]) -> Result<(), String> {
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_graphviz()?;
     plugins::plugins(&[])?;
+    // The integration tests run `pilot-child`, a binary of another package: `cargo test` alone
+    // builds only the binaries of the package under test.
+    run(Command::new("cargo").args(["build", "-p", "testkit", "--bin", "pilot-child"]))?;
     run(Command::new("cargo")
         .args(["test", "--workspace"])
         .args(extra))
