@@ -117,6 +117,8 @@ struct Shared {
     stat_handlers: BTreeSet<String>,
     extensions: Arc<dyn Extensions>,
     shutdown: watch::Sender<bool>,
+    /// Set once the final stop begins: nothing may be started any more.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// A cheap, cloneable handle to a running supervisor.
@@ -199,6 +201,7 @@ pub fn start(manifest: Manifest, options: Options) -> Supervisor {
         stats: Mutex::new(Vec::new()),
         extensions: options.extensions.clone(),
         shutdown,
+        closing: std::sync::atomic::AtomicBool::new(false),
     });
     for task in tasks {
         tokio::spawn(task.run());
@@ -300,9 +303,23 @@ impl Handle {
         Ok(())
     }
 
+    /// Refuses operations that would start a process once the final stop has begun.
+    fn open(&self) -> Result<(), ControlError> {
+        if self
+            .shared
+            .closing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            Err(ControlError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Starts `name` if it is not running; its dependencies must be up.
     pub async fn start_process(&self, name: &str) -> Result<(), ControlError> {
         let i = self.lookup(name)?;
+        self.open()?;
         if !self.idle(i) {
             return Ok(());
         }
@@ -332,6 +349,7 @@ impl Handle {
             .iter()
             .map(|n| self.lookup(n))
             .collect::<Result<Vec<_>, _>>()?;
+        self.open()?;
         for &i in &indices {
             if self.idle(i) {
                 self.dependencies_up(i)?;
@@ -467,6 +485,9 @@ impl Coordinator {
 
     /// Stops every process once all its dependents are stopped; independent processes in parallel.
     async fn ordered_stop(&self) {
+        self.shared()
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let n = self.shared().names.len();
         let (done_tx, done_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| watch::channel(false)).unzip();
         let mut tasks = tokio::task::JoinSet::new();

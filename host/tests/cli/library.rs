@@ -320,6 +320,16 @@ processes:
 
     let outcome = run.finish().await;
     assert!(outcome.success(), "{:?}", outcome.statuses);
+    // Once the supervisor has stopped everything, nothing can be started behind its back.
+    assert_eq!(
+        h.start_process("side").await,
+        Err(ControlError::ShuttingDown)
+    );
+    assert_eq!(
+        h.restart_processes(&["db"]).await,
+        Err(ControlError::ShuttingDown)
+    );
+    assert_eq!(status_of(&h, "side").state, State::Stopped);
 }
 
 /// Returns the live (non-zombie) children of this test process whose arguments include `marker`.
