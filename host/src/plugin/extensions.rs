@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::bindings::{self as b, ReadyStatus, StatActionKind};
+use super::sandbox::{Call, StoreState};
 use super::{CallError, PluginSet};
 use crate::extension::{
     BoxFuture, Extensions, LifecycleEvent, ProcessInfo, ProcessStats, ReadyAnswer, StatAction,
@@ -48,6 +49,15 @@ fn stats(s: &ProcessStats) -> b::ProcessStats {
 }
 
 impl PluginSet {
+    /// Calls into plugin `i`, waiting for its sandbox (calls into one plugin are serialized).
+    async fn call<R>(
+        &self,
+        i: usize,
+        f: impl for<'a> FnOnce(&'a b::PilotPlugin, &'a mut wasmtime::Store<StoreState>) -> Call<'a, R>,
+    ) -> Result<R, CallError> {
+        self.sandboxes[i].lock().await.call(f).await
+    }
+
     fn failed(&self, i: usize, what: &str, e: &CallError) -> String {
         let message = format!("{}: {what}: {e}", self.labels[i]);
         if !matches!(e, CallError::Quarantined | CallError::Plugin(_)) {
@@ -72,10 +82,8 @@ impl Extensions for PluginSet {
             };
             let (strategy_owned, process_info, params_owned) =
                 (strategy.to_string(), info(process), params.to_string());
-            let result = self.sandboxes[i]
-                .lock()
-                .await
-                .call(move |bindings, store| {
+            let result = self
+                .call(i, move |bindings, store| {
                     Box::pin(async move {
                         bindings
                             .pilot_plugin_plugin()
@@ -113,10 +121,8 @@ impl Extensions for PluginSet {
             };
             let (hook_owned, process_info, (wit_event, exit)) =
                 (hook.to_string(), info(process), event(e));
-            let result = self.sandboxes[i]
-                .lock()
-                .await
-                .call(move |bindings, store| {
+            let result = self
+                .call(i, move |bindings, store| {
                     Box::pin(async move {
                         bindings
                             .pilot_plugin_plugin()
@@ -152,10 +158,8 @@ impl Extensions for PluginSet {
                 handler.to_string(),
                 sample.iter().map(stats).collect::<Vec<_>>(),
             );
-            let result = self.sandboxes[i]
-                .lock()
-                .await
-                .call(move |bindings, store| {
+            let result = self
+                .call(i, move |bindings, store| {
                     Box::pin(async move {
                         bindings
                             .pilot_plugin_plugin()
