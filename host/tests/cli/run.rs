@@ -494,8 +494,10 @@ processes:
         .trim_end_matches(" ms")
         .parse()
         .unwrap();
+    // The child writes the file 200 ms after its own start, which pilot-host may note a little late; a
+    // stale file would make it ready within a few milliseconds.
     assert!(
-        ms >= 200.0,
+        ms >= 150.0,
         "ready after {ms} ms, before the child wrote the file"
     );
 }
