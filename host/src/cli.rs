@@ -233,13 +233,6 @@ pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failur
     })
 }
 
-/// Loads a manifest without plugins, printing its warnings.
-pub fn load(path: &Path, plugins: Option<&Path>) -> Result<Loaded, Failure> {
-    runtime()?
-        .block_on(prepare(path, plugins))
-        .map(|p| p.loaded)
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

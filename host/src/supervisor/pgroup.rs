@@ -60,17 +60,8 @@ impl Pgid {
             else {
                 return false;
             };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // Fields after the command, which may hold spaces and parentheses: state ppid pgrp ...
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next().unwrap_or("Z");
-            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
-            pgrp == Some(self.0) && state != "Z" && state != "X"
+            super::procstat::read(pid)
+                .is_some_and(|s| s.pgrp == self.0 as u64 && !matches!(s.state, b'Z' | b'X'))
         })
     }
 

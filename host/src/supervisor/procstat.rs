@@ -18,15 +18,24 @@ use std::time::Instant;
 /// How many `/proc/PID/stat` files are kept open at most.
 pub const KEEP_OPEN: usize = 256;
 
-/// The fields of `/proc/PID/stat` the sampler uses.
+/// The fields of `/proc/PID/stat` the supervisor uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatLine {
+    /// The state letter (`R`, `S`, `Z` for a zombie, ...).
+    pub state: u8,
+    /// The process group.
+    pub pgrp: u64,
     /// User plus system CPU time, in clock ticks.
     pub cpu_ticks: u64,
     /// When the process started, in clock ticks after boot (tells a reused pid apart).
     pub start_time: u64,
     /// Resident set size, in pages.
     pub rss_pages: u64,
+}
+
+/// Reads and parses `/proc/PID/stat` of `pid`.
+pub fn read(pid: &str) -> Option<StatLine> {
+    parse(&std::fs::read(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Parses a `/proc/PID/stat` line; the command name may hold spaces and parentheses.
@@ -37,6 +46,8 @@ pub fn parse(line: &[u8]) -> Option<StatLine> {
     let fields: Vec<&str> = rest.split_ascii_whitespace().take(22).collect();
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some(StatLine {
+        state: *fields.first()?.as_bytes().first()?,
+        pgrp: field(5)?,
         cpu_ticks: field(14)? + field(15)?,
         start_time: field(22)?,
         rss_pages: field(24)?,
@@ -144,6 +155,8 @@ mod tests {
         assert_eq!(
             parse(line),
             Some(StatLine {
+                state: b'S',
+                pgrp: 4242,
                 cpu_ticks: 12,
                 start_time: 98765,
                 rss_pages: 321

@@ -219,6 +219,17 @@ impl Pilot {
         )
     }
 
+    /// Waits for `NAME: ready after N ms`; returns the line and N.
+    pub fn wait_ready(&self, name: &str) -> (String, f64) {
+        let line = self.wait_log(&format!("{name}: ready after "), SOON);
+        let ms = line
+            .rsplit("ready after ")
+            .next()
+            .and_then(|r| r.trim_end_matches(" ms").parse().ok());
+        let ms = ms.unwrap_or_else(|| panic!("no duration in `{line}`"));
+        (line, ms)
+    }
+
     /// Waits for a stdout (child output) line equal to `line`.
     pub fn wait_out(&self, line: &str, timeout: Duration) -> String {
         self.wait_line(

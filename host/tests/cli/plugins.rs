@@ -104,14 +104,7 @@ plugins:
         ),
     );
     let pilot = Pilot::run_with_plugins(&m, &plugins);
-    let line = pilot.wait_log("web: ready after", SOON);
-    let ms: f64 = line
-        .split("ready after ")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(" ms")
-        .parse()
-        .unwrap();
+    let (line, ms) = pilot.wait_ready("web");
     assert!(ms >= 150.0, "ready before the server listened: {line}");
     pilot.wait_log("worker: started", SOON);
 }

@@ -486,14 +486,7 @@ processes:
 "#,
     );
     let pilot = Pilot::run(&manifest);
-    let line = pilot.wait_log("slow: ready after", SOON);
-    let ms: f64 = line
-        .split("ready after ")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(" ms")
-        .parse()
-        .unwrap();
+    let (_, ms) = pilot.wait_ready("slow");
     // The child writes the file 200 ms after its own start, which pilot-host may note a little late; a
     // stale file would make it ready within a few milliseconds.
     assert!(
