@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -112,6 +113,60 @@ pub enum StatAction {
     },
 }
 
+/// What the supervisor (and the control plane) can read about one plugin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginStatus {
+    /// The plugin's name, as it describes itself.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The component file it was loaded from.
+    pub file: String,
+    /// The ready strategies, lifecycle hooks and stat handlers it provides.
+    pub provides: Vec<String>,
+    /// Calls made into it (ready checks, hooks, stat handlers), failed or not.
+    pub calls_total: u64,
+    /// Calls that trapped, timed out or answered with the plugin's own error.
+    pub failures_total: u64,
+    /// Whether it is quarantined (its checks count as not ready, its hooks and handlers are skipped).
+    pub quarantined: bool,
+    /// Fuel its calls consumed, in total.
+    pub fuel_consumed_total: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+/// Something that happened to a plugin, reported to the supervisor's event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum PluginEvent {
+    /// A call trapped, ran out of time or answered with the plugin's own error.
+    CallFailed {
+        /// The plugin.
+        plugin: String,
+        /// What was called, e.g. "ready check `http` of `web`".
+        call: String,
+        /// How it failed.
+        error: String,
+    },
+    /// The plugin failed too often in a row and is no longer called.
+    Quarantined {
+        /// The plugin.
+        plugin: String,
+    },
+    /// Log lines of the plugin were dropped by the rate limit.
+    LogDropped {
+        /// The plugin.
+        plugin: String,
+        /// How many lines.
+        count: u64,
+    },
+}
+
+/// Where the plugin runtime reports [`PluginEvent`]s; must return at once (it is called from plugin
+/// threads and must never block them).
+pub type PluginEventSink = Arc<dyn Fn(PluginEvent) + Send + Sync>;
+
 /// The ready strategies, lifecycle hooks and stat handlers the supervisor can call.
 pub trait Extensions: Send + Sync + 'static {
     /// Asks ready strategy `strategy` about `process`; `params` is `ready_params` as JSON text.
@@ -140,6 +195,22 @@ pub trait Extensions: Send + Sync + 'static {
     /// Returns the pause between two calls of a ready check.
     fn ready_check_interval(&self) -> Duration {
         Duration::from_millis(100)
+    }
+
+    /// Returns what can be read about each plugin (for status and metrics); none by default.
+    fn plugins(&self) -> Vec<PluginStatus> {
+        Vec::new()
+    }
+
+    /// Adapts to a reloaded manifest before the supervisor applies it: plugins it uses that were not
+    /// started are started, plugins whose settings changed get fresh instances with the new settings.
+    /// On error nothing changed, and every problem is returned.
+    fn reload<'a>(
+        &'a self,
+        manifest: &'a crate::manifest::Manifest,
+    ) -> BoxFuture<'a, Result<(), Vec<String>>> {
+        let _ = manifest;
+        Box::pin(async { Ok(()) })
     }
 }
 
