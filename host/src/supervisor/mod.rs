@@ -6,6 +6,7 @@
 //! shutdown; the handle only sends commands and reads published snapshots.
 
 mod backoff;
+pub mod events;
 mod fine_timer;
 pub mod output;
 pub mod pgroup;
@@ -23,9 +24,10 @@ use tokio::task::JoinHandle;
 
 use self::output::{LogBuffer, Printer};
 pub use self::output::{LogLine, Stream};
+pub use self::events::{Bus, Event, EventRecord, Missed, Subscription};
 pub use self::pgroup::Guard;
 pub use self::process::describe_exit;
-use self::process::{Command, Event, ProcessTask};
+use self::process::{Command, Event as TaskEvent, ProcessTask};
 pub use self::state::{ProcessStatus, State};
 use crate::extension::{Extensions, NoExtensions, ProcessStats};
 use crate::graph::DepGraph;
@@ -43,6 +45,8 @@ pub struct Options {
     pub log_lines: usize,
     /// Keep running when every process has ended (a control server may start them again).
     pub stay_alive: bool,
+    /// The event stream to send to (plugins may report to it too).
+    pub events: Bus,
 }
 
 impl Default for Options {
@@ -53,6 +57,7 @@ impl Default for Options {
             colour: false,
             log_lines: 1000,
             stay_alive: false,
+            events: Bus::new(),
         }
     }
 }
@@ -119,6 +124,7 @@ struct Shared {
     shutdown: watch::Sender<bool>,
     /// Set once the final stop begins: nothing may be started any more.
     closing: std::sync::atomic::AtomicBool,
+    events: Bus,
 }
 
 /// A cheap, cloneable handle to a running supervisor.
@@ -179,6 +185,7 @@ pub fn start(manifest: Manifest, options: Options) -> Supervisor {
             logs: buffer.clone(),
             printer: printer.clone(),
             guard: options.guard.clone(),
+            bus: options.events.clone(),
         });
         commands.push(tx);
         statuses.push(status_rx);
@@ -202,6 +209,7 @@ pub fn start(manifest: Manifest, options: Options) -> Supervisor {
         extensions: options.extensions.clone(),
         shutdown,
         closing: std::sync::atomic::AtomicBool::new(false),
+        events: options.events.clone(),
     });
     for task in tasks {
         tokio::spawn(task.run());
@@ -257,6 +265,11 @@ impl Handle {
                     .collect::<Vec<_>>()
                     .join(", "),
             })
+    }
+
+    /// Returns a subscription to the event stream, from now on.
+    pub fn subscribe(&self) -> Subscription {
+        self.shared.events.subscribe()
     }
 
     /// Returns a snapshot of every process, in manifest order.
@@ -389,7 +402,7 @@ impl Handle {
 struct Coordinator {
     handle: Handle,
     dependents: Vec<Vec<usize>>,
-    events: mpsc::UnboundedReceiver<(usize, Event)>,
+    events: mpsc::UnboundedReceiver<(usize, TaskEvent)>,
     shutdown: watch::Receiver<bool>,
     stay_alive: bool,
 }
@@ -430,7 +443,7 @@ impl Coordinator {
             };
             let Some((i, event)) = event else { break };
             match event {
-                Event::Up => {
+                TaskEvent::Up => {
                     for d in self.dependents[i].clone() {
                         let deps_up = self.shared().dependencies[d]
                             .iter()
@@ -442,9 +455,9 @@ impl Coordinator {
                         }
                     }
                 }
-                Event::Ended => self.skip_dependents(i, &mut started).await,
-                Event::Stopped => {}
-                Event::ShutdownEverything => {
+                TaskEvent::Ended => self.skip_dependents(i, &mut started).await,
+                TaskEvent::Stopped => {}
+                TaskEvent::ShutdownEverything => {
                     let name = &self.shared().names[i];
                     tracing::info!("{name}: ended, and its shutdown strategy is shutdown_everything; stopping everything");
                     self.skip_dependents(i, &mut started).await;
@@ -488,6 +501,7 @@ impl Coordinator {
         self.shared()
             .closing
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared().events.send(events::Event::ShuttingDown);
         let n = self.shared().names.len();
         let (done_tx, done_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| watch::channel(false)).unzip();
         let mut tasks = tokio::task::JoinSet::new();

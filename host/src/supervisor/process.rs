@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::backoff::{Backoff, Decision};
+use super::events::{Bus, Event as Notice};
 use super::output::{self, LogBuffer, Printer, Stream};
 use super::pgroup::{self, Guard, Spawned};
 use super::ready::{self, ReadyWait};
@@ -91,6 +92,7 @@ pub(super) struct ProcessTask {
     pub logs: Arc<LogBuffer>,
     pub printer: Printer,
     pub guard: Option<Arc<Guard>>,
+    pub bus: Bus,
 }
 
 /// Describes how a child ended: `status 3` or `signal 9 (SIGKILL)`.
@@ -122,7 +124,27 @@ impl ProcessTask {
     }
 
     fn set(&self, change: impl FnOnce(&mut ProcessStatus)) {
-        self.status.send_modify(change);
+        let mut moved = None;
+        self.status.send_modify(|s| {
+            let from = s.state;
+            change(s);
+            if s.state != from {
+                moved = Some((from, s.state, s.reason.clone()));
+            }
+        });
+        if let Some((from, to, reason)) = moved {
+            let reason = reason.filter(|_| to.is_final());
+            self.bus.send(Notice::State {
+                process: self.spec.name.clone(),
+                from,
+                to,
+                reason,
+            });
+        }
+    }
+
+    fn notify(&self, notice: Notice) {
+        self.bus.send(notice);
     }
 
     fn emit(&self, event: Event) {
@@ -199,7 +221,7 @@ impl ProcessTask {
                     reply = next;
                     continue;
                 }
-                RunEnd::Failed(reason) => return self.fail(reason),
+                RunEnd::Failed(reason) => return self.give_up(reason),
                 RunEnd::Orphaned => return,
                 RunEnd::Exited { status, uptime } => (status, uptime),
             };
@@ -235,12 +257,17 @@ impl ProcessTask {
             }
             match backoff.on_exit(std::time::Instant::now(), uptime, fastrand::f64()) {
                 Decision::GiveUp { exits, window } => {
-                    return self.fail(format!(
+                    return self.give_up(format!(
                         "crash loop: {exits} exits within {} s (last: {exit}); giving up",
                         window.as_secs_f64()
                     ));
                 }
                 Decision::RestartAfter(delay) => {
+                    self.notify(Notice::RestartScheduled {
+                        process: self.spec.name.clone(),
+                        delay_sec: delay.as_secs_f64(),
+                        restarts: self.status.borrow().restarts,
+                    });
                     tracing::info!(
                         "{}: exited with {exit} after {:.2} s; restarting in {:.3} s",
                         self.name(),
@@ -281,6 +308,14 @@ impl ProcessTask {
                 },
             }
         }
+    }
+
+    fn give_up(&mut self, reason: String) {
+        self.notify(Notice::GaveUp {
+            process: self.spec.name.clone(),
+            reason: reason.clone(),
+        });
+        self.fail(reason);
     }
 
     fn fail(&mut self, reason: String) {
@@ -358,6 +393,10 @@ impl ProcessTask {
             s.started = Some(started.into_std());
         });
         tracing::info!("{}: started, pid {pid}", self.name());
+        self.notify(Notice::Spawned {
+            process: self.spec.name.clone(),
+            pid,
+        });
         reply.send();
         self.hooks(LifecycleEvent::PostStart).await;
 
@@ -407,6 +446,13 @@ impl ProcessTask {
                     }
                     match status {
                         Ok(status) => {
+                            self.notify(Notice::Exited {
+                                process: self.spec.name.clone(),
+                                pid,
+                                code: status.code(),
+                                signal: status.signal(),
+                                uptime_sec: uptime.as_secs_f64(),
+                            });
                             self.set(|s| { s.pid = None; s.last_exit = Some(describe_exit(&status)); });
                             break RunEnd::Exited { status, uptime };
                         }
@@ -449,6 +495,13 @@ impl ProcessTask {
     }
 
     fn up(&mut self, state: State, started: Instant) {
+        if let Some(pid) = self.status.borrow().pid {
+            self.notify(Notice::Ready {
+                process: self.spec.name.clone(),
+                pid,
+                after_ms: started.elapsed().as_secs_f64() * 1000.0,
+            });
+        }
         if state == State::Ready {
             tracing::info!(
                 "{}: ready after {:.1} ms",
@@ -473,6 +526,14 @@ impl ProcessTask {
     async fn stop_child(&mut self, child: &mut tokio::process::Child, pgid: pgroup::Pgid) {
         self.set(|s| s.state = State::Stopping);
         let report = pgroup::stop(child, pgid, self.spec.timeout, self.kill_timeout).await;
+        let uptime = self.status.borrow().started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        self.notify(Notice::Exited {
+            process: self.spec.name.clone(),
+            pid: pgid.get() as u32,
+            code: report.status.as_ref().and_then(ExitStatus::code),
+            signal: report.status.as_ref().and_then(ExitStatus::signal),
+            uptime_sec: uptime,
+        });
         let how = report
             .status
             .as_ref()
