@@ -8,8 +8,10 @@
 //! - [`supervisor`]: starting, watching, restarting and stopping the processes; the library API.
 //! - [`extension`]: where plugins plug in (ready strategies, lifecycle hooks, stat handlers).
 //! - [`plugin`]: the WebAssembly plugin runtime: sandboxes, limits, grants, the compile cache, `plugin check`.
-//! - [`cli`]: the command line, a thin layer over the modules above.
+//! - [`app`]: what `pilot-host run` does (plugins, guard, signals, supervision, outcome), as a library.
+//! - [`cli`]: the command line, a thin layer over the modules above: it parses and prints.
 
+pub mod app;
 pub mod cli;
 pub mod extension;
 pub mod graph;
