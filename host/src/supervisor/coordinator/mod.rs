@@ -228,17 +228,11 @@ impl Coordinator {
             cpu_seconds: 0.0,
             ..s
         });
-        for (until, reply) in std::mem::take(&mut entry.on_spawn) {
-            match until {
-                super::table::Until::Spawned => {
-                    let _ = reply.send(Ok(()));
-                }
-                super::table::Until::Ready => entry.on_ready.push(reply),
-            }
-        }
         let stopping = matches!(entry.phase, Phase::Stopping { .. });
         let has_strategy = entry.spec.ready.is_some();
         if stopping {
+            // A child spawned by a run already told to stop answers nobody: those waiting asked
+            // for the child that comes after this one (or are told why none came).
             self.set(
                 name,
                 Phase::Stopping {
@@ -247,6 +241,14 @@ impl Coordinator {
                 },
             );
             return;
+        }
+        for (until, reply) in std::mem::take(&mut entry.on_spawn) {
+            match until {
+                super::table::Until::Spawned => {
+                    let _ = reply.send(Ok(()));
+                }
+                super::table::Until::Ready => entry.on_ready.push(reply),
+            }
         }
         self.set(
             name,
