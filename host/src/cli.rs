@@ -47,7 +47,20 @@ pub enum Command {
         /// Folder of plugin components (`*.wasm`).
         #[arg(long, value_name = "DIR")]
         plugins: Option<PathBuf>,
+        /// The control socket (default: one per manifest, in $XDG_RUNTIME_DIR/pilot-host/).
+        #[arg(long, value_name = "PATH", conflicts_with = "no_control")]
+        control_socket: Option<PathBuf>,
+        /// No control plane: no socket, no HTTP, no Process Pilot protocol.
+        #[arg(long)]
+        no_control: bool,
+        /// Keep running when every process has ended, so the control plane can start them again;
+        /// end with `pilot-host ctl shutdown` or SIGTERM.
+        #[arg(long, conflicts_with = "no_control")]
+        stay_alive: bool,
     },
+    /// Control a running pilot-host: status, start, stop, restart, logs, events, reload, shutdown.
+    /// Exit 0 done, 1 refused, 2 cannot connect or bad usage.
+    Ctl(crate::ctl::CtlArgs),
     /// Vet plugins: component type, imports as capabilities, and smoke tests under production limits.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -139,7 +152,22 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Validate { manifest, plugins } => validate(&manifest, plugins.as_deref()),
         Command::Graph(args) => graph(&args),
-        Command::Run { manifest, plugins } => run_manifest(&manifest, plugins.as_deref()),
+        Command::Run {
+            manifest,
+            plugins,
+            control_socket,
+            no_control,
+            stay_alive,
+        } => run_manifest(
+            &manifest,
+            plugins.as_deref(),
+            RunControl {
+                socket: control_socket,
+                enabled: !no_control,
+                stay_alive,
+            },
+        ),
+        Command::Ctl(args) => return crate::ctl::run(args),
         Command::Plugin(PluginCommand::Check {
             files,
             json,
@@ -328,7 +356,14 @@ pub fn graph(args: &GraphArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_manifest(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
+/// The control plane's flags of `run`.
+struct RunControl {
+    socket: Option<PathBuf>,
+    enabled: bool,
+    stay_alive: bool,
+}
+
+fn run_manifest(path: &Path, plugins: Option<&Path>, control: RunControl) -> Result<(), Failure> {
     crate::supervisor::pgroup::raise_nofile_limit();
     let runtime = runtime()?;
     let outcome = runtime.block_on(async {
@@ -348,7 +383,13 @@ fn run_manifest(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
                     })?,
             ),
         };
-        supervise(manifest, extensions).await
+        let settings = crate::control::Settings::for_run(
+            path,
+            manifest.control_server.as_ref(),
+            control.socket,
+            control.enabled,
+        );
+        supervise(manifest, extensions, settings, control.stay_alive).await
     })?;
     // Plugin calls may still be parked in host calls; do not wait for them.
     runtime.shutdown_background();
@@ -378,6 +419,8 @@ fn run_manifest(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
 async fn supervise(
     manifest: crate::manifest::Manifest,
     extensions: std::sync::Arc<dyn crate::extension::Extensions>,
+    control: crate::control::Settings,
+    stay_alive: bool,
 ) -> Result<crate::supervisor::Outcome, Failure> {
     use std::io::IsTerminal as _;
     use tokio::signal::unix::{signal, SignalKind};
@@ -386,9 +429,15 @@ async fn supervise(
         .map_err(|e| tracing::warn!("cannot start the guard process ({e}); grandchildren may be orphaned if pilot-host is killed"))
         .ok()
         .map(std::sync::Arc::new);
+    // Bound before anything starts: a second run of the same manifest is refused here.
+    let control = crate::control::bind(&control)
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let kept = std::sync::Arc::new(manifest.clone());
     let options = crate::supervisor::Options {
         guard,
-        extensions,
+        extensions: extensions.clone(),
+        stay_alive,
         colour: std::io::stdout().is_terminal(),
         ..Default::default()
     };
@@ -396,6 +445,7 @@ async fn supervise(
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| Failure::Runtime(e.into()))?;
     let supervisor = crate::supervisor::start(manifest, options);
     let handle = supervisor.handle();
+    let _control = control.serve(crate::control::Backend::new(handle.clone(), kept, extensions));
     tokio::spawn(async move {
         tokio::select! {
             _ = interrupt.recv() => tracing::info!("SIGINT received; stopping (press Ctrl-C again to kill at once)"),

@@ -295,6 +295,14 @@ impl Handle {
         Ok(self.shared.logs[self.lookup(name)?].snapshot())
     }
 
+    /// Returns the kept lines of `name` and a receiver of the lines it prints from now on.
+    pub fn follow_logs(
+        &self,
+        name: &str,
+    ) -> Result<(Vec<LogLine>, tokio::sync::broadcast::Receiver<LogLine>), ControlError> {
+        Ok(self.shared.logs[self.lookup(name)?].follow())
+    }
+
     /// Returns whether process `i` has no child and none is on its way (so a start would spawn one).
     fn idle(&self, i: usize) -> bool {
         let state = self.shared.statuses[i].borrow().state;

@@ -40,6 +40,8 @@ pub struct LogLine {
 pub struct LogBuffer {
     lines: Mutex<VecDeque<LogLine>>,
     capacity: usize,
+    /// New lines for followers (`logs -f`); a follower that falls behind loses lines, never slows us.
+    followers: tokio::sync::broadcast::Sender<LogLine>,
 }
 
 impl LogBuffer {
@@ -48,6 +50,7 @@ impl LogBuffer {
         LogBuffer {
             lines: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
             capacity,
+            followers: tokio::sync::broadcast::channel(1024).0,
         }
     }
 
@@ -56,7 +59,16 @@ impl LogBuffer {
         if lines.len() == self.capacity {
             lines.pop_front();
         }
+        if self.followers.receiver_count() > 0 {
+            let _ = self.followers.send(line.clone());
+        }
         lines.push_back(line);
+    }
+
+    /// Returns the kept lines and a receiver of every line pushed after them.
+    pub fn follow(&self) -> (Vec<LogLine>, tokio::sync::broadcast::Receiver<LogLine>) {
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        (lines.iter().cloned().collect(), self.followers.subscribe())
     }
 
     /// Returns the kept lines, oldest first.
