@@ -445,7 +445,11 @@ async fn supervise(
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| Failure::Runtime(e.into()))?;
     let supervisor = crate::supervisor::start(manifest, options);
     let handle = supervisor.handle();
-    let _control = control.serve(crate::control::Backend::new(handle.clone(), kept, extensions));
+    let _control = control.serve(crate::control::Backend::new(
+        handle.clone(),
+        kept,
+        extensions,
+    ));
     tokio::spawn(async move {
         tokio::select! {
             _ = interrupt.recv() => tracing::info!("SIGINT received; stopping (press Ctrl-C again to kill at once)"),

@@ -106,16 +106,29 @@ const PLAYWRIGHT_CORE: &str = "1.65.1";
 /// Installs what the dashboard and terminal tests need: tmux, Debian's Chromium, Node.js, and
 /// `playwright-core` into `target/browser/` (it downloads no browser of its own).
 fn ensure_browser() -> Result<(), String> {
-    ensure_apt(&[("tmux", "tmux"), ("/usr/bin/chromium", "chromium"), ("node", "nodejs"), ("npm", "npm")])?;
+    ensure_apt(&[
+        ("tmux", "tmux"),
+        ("/usr/bin/chromium", "chromium"),
+        ("node", "nodejs"),
+        ("npm", "npm"),
+    ])?;
     let prefix = root().join("target/browser");
-    let installed = std::fs::read_to_string(prefix.join("node_modules/playwright-core/package.json"))
-        .is_ok_and(|p| p.contains(&format!("\"version\": \"{PLAYWRIGHT_CORE}\"")));
+    let installed =
+        std::fs::read_to_string(prefix.join("node_modules/playwright-core/package.json"))
+            .is_ok_and(|p| p.contains(&format!("\"version\": \"{PLAYWRIGHT_CORE}\"")));
     if installed {
         return Ok(());
     }
-    std::fs::create_dir_all(&prefix).map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
+    std::fs::create_dir_all(&prefix)
+        .map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
     run(Command::new("npm")
-        .args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"])
+        .args([
+            "install",
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+        ])
         .arg(&prefix)
         .arg(format!("playwright-core@{PLAYWRIGHT_CORE}")))
 }
@@ -167,9 +180,14 @@ fn demo(extra: &[String]) -> Result<(), String> {
     // Mid-run, what `pilot-host ctl status` shows.
     std::thread::sleep(std::time::Duration::from_millis(2500));
     println!("\n$ pilot-host ctl --socket {} status", socket.display());
-    let _ = run(Command::new(&bin).args(["ctl", "--socket"]).arg(&socket).arg("status"));
+    let _ = run(Command::new(&bin)
+        .args(["ctl", "--socket"])
+        .arg(&socket)
+        .arg("status"));
     println!();
-    let status = pilot.wait().map_err(|e| format!("cannot wait for pilot-host: {e}"))?;
+    let status = pilot
+        .wait()
+        .map_err(|e| format!("cannot wait for pilot-host: {e}"))?;
     if !status.success() {
         return Err(format!("pilot-host run failed with {status}"));
     }

@@ -21,7 +21,10 @@ async fn hammer(client: &Client, per_client: usize) -> Vec<f64> {
             let mut out = Vec::with_capacity(per_client);
             for _ in 0..per_client {
                 let t = Instant::now();
-                let (status, _) = client.call(hyper::Method::GET, "/v1/processes", None).await.unwrap();
+                let (status, _) = client
+                    .call(hyper::Method::GET, "/v1/processes", None)
+                    .await
+                    .unwrap();
                 assert!(status.is_success());
                 out.push(t.elapsed().as_secs_f64() * 1e3);
             }
@@ -39,7 +42,11 @@ async fn hammer(client: &Client, per_client: usize) -> Vec<f64> {
 /// runtime like pilot-host's.
 fn bare_server(socket: std::path::PathBuf, body: Arc<[u8]>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::UnixListener::bind(&socket).unwrap();
             let body = body.clone();
@@ -47,7 +54,12 @@ fn bare_server(socket: std::path::PathBuf, body: Arc<[u8]>) -> std::thread::Join
                 "/v1/processes",
                 get(move || {
                     let body = body.clone();
-                    async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body.to_vec()) }
+                    async move {
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            body.to_vec(),
+                        )
+                    }
                 }),
             );
             axum::serve(listener, app).await.unwrap();
@@ -60,13 +72,21 @@ pub async fn status_under_200_clients(env: &Env, per_client: usize) {
     let manifest = env.manifest("status", 20);
     let host = Host::run(env, &manifest);
     let client = host.client();
-    super::wait("20 children run", || std::fs::read_to_string(manifest.with_extension("starts")).is_ok_and(|s| s.lines().count() >= 20));
-    let (_, body) = client.call(hyper::Method::GET, "/v1/processes", None).await.unwrap();
+    super::wait("20 children run", || {
+        std::fs::read_to_string(manifest.with_extension("starts"))
+            .is_ok_and(|s| s.lines().count() >= 20)
+    });
+    let (_, body) = client
+        .call(hyper::Method::GET, "/v1/processes", None)
+        .await
+        .unwrap();
     let ours = hammer(&client, per_client).await;
     drop(host);
     let socket = env.scratch.join("bare.sock");
     let _server = bare_server(socket.clone(), Arc::from(body.to_vec()));
-    super::wait("the bare server answers", || std::os::unix::net::UnixStream::connect(&socket).is_ok());
+    super::wait("the bare server answers", || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
     let base = hammer(&Client::new(Target::Unix(socket)), per_client).await;
     for p in [50.0, 99.0] {
         let (o, b) = (percentile(&ours, p), percentile(&base, p));
@@ -85,7 +105,10 @@ fn load(socket: &std::path::Path) -> JoinSet<()> {
     for _ in 0..50 {
         let client = Client::new(Target::Unix(socket.to_path_buf()));
         tasks.spawn(async move {
-            let response = client.send(hyper::Method::GET, "/v1/events", None).await.unwrap();
+            let response = client
+                .send(hyper::Method::GET, "/v1/events", None)
+                .await
+                .unwrap();
             let _ = pilot_host::ctl::read_events(response.into_body(), |_, _| true).await;
         });
     }
@@ -107,10 +130,21 @@ fn load(socket: &std::path::Path) -> JoinSet<()> {
 
 /// SIGKILL of the child until its replacement runs (its own start time), `n` times.
 async fn kills(client: &Client, starts: &std::path::Path, n: usize) -> Vec<f64> {
-    let count = || std::fs::read_to_string(starts).map(|s| s.lines().count()).unwrap_or(0);
+    let count = || {
+        std::fs::read_to_string(starts)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
     let last = || {
         let text = std::fs::read_to_string(starts).unwrap();
-        text.lines().last().unwrap().split(' ').nth(1).unwrap().parse::<u128>().unwrap()
+        text.lines()
+            .last()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse::<u128>()
+            .unwrap()
     };
     let mut out = Vec::new();
     for _ in 0..n {
@@ -137,7 +171,9 @@ pub async fn restart_under_load(env: &Env, rounds: usize) {
     let starts = manifest.with_extension("starts");
     let host = Host::run(env, &manifest);
     let client = host.client();
-    super::wait("the child runs", || std::fs::read_to_string(&starts).is_ok());
+    super::wait("the child runs", || {
+        std::fs::read_to_string(&starts).is_ok()
+    });
     let (mut quiet, mut busy) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         quiet.extend(kills(&client, &starts, 5).await);

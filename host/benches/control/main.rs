@@ -30,10 +30,15 @@ impl Env {
         let env = Env {
             host: release.join("pilot-host"),
             child: release.join("pilot-child"),
-            scratch: std::env::temp_dir().join(format!("pilot-bench-control-{}", std::process::id())),
+            scratch: std::env::temp_dir()
+                .join(format!("pilot-bench-control-{}", std::process::id())),
         };
         for bin in [&env.host, &env.child] {
-            assert!(bin.exists(), "{} is missing: run `cargo xtask bench` (it builds release binaries)", bin.display());
+            assert!(
+                bin.exists(),
+                "{} is missing: run `cargo xtask bench` (it builds release binaries)",
+                bin.display()
+            );
         }
         std::fs::create_dir_all(&env.scratch).unwrap();
         env
@@ -77,7 +82,9 @@ impl Host {
             .spawn()
             .unwrap();
         let host = Host { child, socket };
-        wait("the control socket answers", || std::os::unix::net::UnixStream::connect(&host.socket).is_ok());
+        wait("the control socket answers", || {
+            std::os::unix::net::UnixStream::connect(&host.socket).is_ok()
+        });
         host
     }
 
@@ -106,9 +113,14 @@ pub fn wait(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// The pid of process `name`, from the API.
 pub async fn pid(client: &Client, name: &str) -> Option<u32> {
-    let (_, body) = client.call(hyper::Method::GET, "/v1/processes", None).await.ok()?;
+    let (_, body) = client
+        .call(hyper::Method::GET, "/v1/processes", None)
+        .await
+        .ok()?;
     let list: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    list.as_array()?.iter().find(|p| p["name"] == name)?["pid"].as_u64().map(|p| p as u32)
+    list.as_array()?.iter().find(|p| p["name"] == name)?["pid"]
+        .as_u64()
+        .map(|p| p as u32)
 }
 
 /// Median, min, max.
@@ -132,7 +144,10 @@ fn show(v: Vec<f64>) -> (String, f64) {
 
 /// Nanoseconds since the epoch.
 pub fn now_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 async fn round_trip(env: &Env, reps: usize) {
@@ -152,11 +167,20 @@ async fn round_trip(env: &Env, reps: usize) {
             .unwrap();
         let took = t.elapsed().as_secs_f64() * 1e3;
         let text = String::from_utf8_lossy(&out.stdout);
-        let new: Option<u32> = text.rsplit("pid ").next().and_then(|p| p.trim().parse().ok());
-        assert!(out.status.success() && new.is_some() && new != old, "ctl restart: {text}");
+        let new: Option<u32> = text
+            .rsplit("pid ")
+            .next()
+            .and_then(|p| p.trim().parse().ok());
+        assert!(
+            out.status.success() && new.is_some() && new != old,
+            "ctl restart: {text}"
+        );
         ctl.push(took);
         let t = Instant::now();
-        let (status, body) = client.call(hyper::Method::POST, "/v1/processes/p0/restart", None).await.unwrap();
+        let (status, body) = client
+            .call(hyper::Method::POST, "/v1/processes/p0/restart", None)
+            .await
+            .unwrap();
         api.push(t.elapsed().as_secs_f64() * 1e3);
         assert!(status.is_success(), "{}", String::from_utf8_lossy(&body));
     }

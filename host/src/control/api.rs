@@ -92,7 +92,8 @@ struct WaitQuery {
 }
 
 fn until(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Until, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     match q.wait.as_deref() {
         None | Some("spawned") => Ok(Until::Spawned),
         Some("ready") => Ok(Until::Ready),
@@ -105,7 +106,10 @@ fn until(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Until, ApiEr
 async fn reply(backend: &Backend, names: &[String]) -> Json<ActionReply> {
     let all = backend.processes().await;
     Json(ActionReply {
-        processes: all.into_iter().filter(|p| names.contains(&p.name)).collect(),
+        processes: all
+            .into_iter()
+            .filter(|p| names.contains(&p.name))
+            .collect(),
     })
 }
 
@@ -127,7 +131,10 @@ async fn start(
     Ok(reply(&b, &[name]).await)
 }
 
-async fn stop(State(b): State<Backend>, Path(name): Path<String>) -> Result<Json<ActionReply>, ApiError> {
+async fn stop(
+    State(b): State<Backend>,
+    Path(name): Path<String>,
+) -> Result<Json<ActionReply>, ApiError> {
     b.stop(&name).await?;
     Ok(reply(&b, &[name]).await)
 }
@@ -160,7 +167,9 @@ async fn restart_many(
 }
 
 /// Reads a JSON body, with errors that say what is wrong.
-fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(MAX_BODY)
@@ -197,7 +206,11 @@ async fn shutdown(State(b): State<Backend>) -> Response {
 }
 
 /// Reads `LogsReply` for the logs route.
-pub(super) async fn logs_reply(b: &Backend, name: &str, tail: Option<usize>) -> Result<LogsReply, ApiError> {
+pub(super) async fn logs_reply(
+    b: &Backend,
+    name: &str,
+    tail: Option<usize>,
+) -> Result<LogsReply, ApiError> {
     Ok(LogsReply {
         process: name.to_string(),
         lines: b.logs(name, tail).await?,

@@ -6,13 +6,14 @@
 //! `/proc`; start and restart wait for their effect on the event stream; reload is not supported yet.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
 use super::model::{LogLineView, ProcessDetail, ProcessView};
+use super::view::{cpu_seconds, line_view, spec_json, unix_now};
 use crate::extension::{Extensions, PluginStatus};
-use crate::manifest::{Manifest, ProcessSpec, ReadyStrategy};
+use crate::manifest::Manifest;
 use crate::supervisor::{ControlError, Event, Handle, LogLine, Missed, State, Subscription};
 
 /// How long a start or restart waits for its effect to show, on top of the ready timeout.
@@ -60,7 +61,11 @@ pub struct Backend {
 
 impl Backend {
     /// Wraps a supervisor's handle, the manifest it runs and its plugins.
-    pub fn new(handle: Handle, manifest: Arc<Manifest>, extensions: Arc<dyn Extensions>) -> Backend {
+    pub fn new(
+        handle: Handle,
+        manifest: Arc<Manifest>,
+        extensions: Arc<dyn Extensions>,
+    ) -> Backend {
         Backend {
             handle,
             manifest,
@@ -84,7 +89,8 @@ impl Backend {
             if self.stats.receiver_count() == 0 {
                 continue;
             }
-            let sample = serde_json::json!({ "type": "stats", "processes": self.processes().await });
+            let sample =
+                serde_json::json!({ "type": "stats", "processes": self.processes().await });
             let _ = self.stats.send(Arc::from(sample.to_string()));
         }
     }
@@ -128,7 +134,10 @@ impl Backend {
             .into_iter()
             .find(|p| p.name == name)
             .ok_or_else(|| self.unknown(name))?;
-        let spec = self.manifest.process(name).ok_or_else(|| self.unknown(name))?;
+        let spec = self
+            .manifest
+            .process(name)
+            .ok_or_else(|| self.unknown(name))?;
         Ok(ProcessDetail {
             status,
             spec: spec_json(spec),
@@ -149,7 +158,11 @@ impl Backend {
     }
 
     /// Returns the last `tail` lines `name` printed (all kept lines without `tail`).
-    pub async fn logs(&self, name: &str, tail: Option<usize>) -> Result<Vec<LogLineView>, ControlError> {
+    pub async fn logs(
+        &self,
+        name: &str,
+        tail: Option<usize>,
+    ) -> Result<Vec<LogLineView>, ControlError> {
         // SHIM: v2's `logs(name, tail).await`.
         let lines = self.handle.logs(name)?;
         let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
@@ -216,7 +229,9 @@ impl Backend {
                 return Err(ActionError::Failed {
                     name: name.clone(),
                     what: "did not start again",
-                    reason: status.reason.unwrap_or_else(|| status.state.as_str().to_string()),
+                    reason: status
+                        .reason
+                        .unwrap_or_else(|| status.state.as_str().to_string()),
                 });
             };
             if until == Until::Ready {
@@ -285,10 +300,18 @@ impl Backend {
             return Ok(());
         }
         let deadline = self.deadline(name, started);
-        self.wait(events, name, deadline, "did not become ready", |e| match e {
-            Event::Ready { process, pid: p, .. } if process == name && *p == pid => Some(()),
-            _ => None,
-        })
+        self.wait(
+            events,
+            name,
+            deadline,
+            "did not become ready",
+            |e| match e {
+                Event::Ready {
+                    process, pid: p, ..
+                } if process == name && *p == pid => Some(()),
+                _ => None,
+            },
+        )
         .await
     }
 
@@ -325,7 +348,10 @@ impl Backend {
                 return Ok(found);
             }
             if let Event::State {
-                process, to, reason, ..
+                process,
+                to,
+                reason,
+                ..
             } = &record.event
             {
                 if process == name && to.is_final() {
@@ -334,82 +360,4 @@ impl Backend {
             }
         }
     }
-}
-
-fn line_view(line: LogLine) -> LogLineView {
-    LogLineView {
-        stream: match line.stream {
-            crate::supervisor::Stream::Stdout => "stdout".into(),
-            crate::supervisor::Stream::Stderr => "stderr".into(),
-        },
-        text: line.text,
-    }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// SHIM: the CPU seconds (user + system) of `pid`, from `/proc/PID/stat`; v2's status carries them.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    ticks as f64 / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        // SAFETY: sysconf only reads a configuration value.
-        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        if t > 0 {
-            t as f64
-        } else {
-            100.0
-        }
-    })
-}
-
-/// The spec of one process as JSON, with what pilot-host resolved.
-fn spec_json(p: &ProcessSpec) -> serde_json::Value {
-    let ready = p.ready.as_ref().map(|r| {
-        let params = match &r.strategy {
-            ReadyStrategy::Tcp { host, port } => serde_json::json!({ "host": host, "port": port }),
-            ReadyStrategy::File { path } | ReadyStrategy::Pipe { path } => {
-                serde_json::json!({ "path": path })
-            }
-            ReadyStrategy::Plugin { params, .. } => params.clone(),
-        };
-        serde_json::json!({
-            "strategy": r.strategy.name(),
-            "timeout_sec": r.timeout.as_secs_f64(),
-            "params": params,
-        })
-    });
-    serde_json::json!({
-        "path": p.path_written,
-        "executable": p.executable,
-        "args": p.args,
-        "env": p.env,
-        "working_directory": p.working_directory,
-        "timeout_sec": p.timeout.as_secs_f64(),
-        "shutdown_strategy": p.shutdown_strategy.as_str(),
-        "dependencies": p.dependencies,
-        "ready": ready,
-        "lifecycle_hooks": p.lifecycle_hooks,
-        "stat_handlers": p.stat_handlers,
-        "affinity": p.affinity,
-    })
 }

@@ -69,7 +69,10 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, String> {
         let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
         buf.extend_from_slice(&chunk[..n]);
         if buf.len() > MAX_REQUEST {
-            return Err(format!("the request is larger than {} KiB", MAX_REQUEST / 1024));
+            return Err(format!(
+                "the request is larger than {} KiB",
+                MAX_REQUEST / 1024
+            ));
         }
         match serde_json::from_slice::<Value>(&buf) {
             Ok(value) => {
@@ -90,14 +93,20 @@ fn error(message: &str) -> Value {
 async fn dispatch(request: Request, backend: &Backend) -> Value {
     let names = &request.processes;
     if request.action != "status" && names.is_empty() {
-        return error(&format!("`{}` needs `processes`, e.g. [\"api\"]", request.action));
+        return error(&format!(
+            "`{}` needs `processes`, e.g. [\"api\"]",
+            request.action
+        ));
     }
     let known = backend.processes().await;
     if request.action != "restart" {
         // Restart checks every name itself; the others act one by one, so check first.
         if let Some(unknown) = names.iter().find(|n| !known.iter().any(|p| &&p.name == n)) {
             let list: Vec<String> = known.iter().map(|p| format!("`{}`", p.name)).collect();
-            return error(&format!("no process is called `{unknown}` (known: {})", list.join(", ")));
+            return error(&format!(
+                "no process is called `{unknown}` (known: {})",
+                list.join(", ")
+            ));
         }
     }
     let result = match request.action.as_str() {

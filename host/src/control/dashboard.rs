@@ -14,9 +14,18 @@ const STYLE: &str = include_str!("dashboard/style.css");
 /// The dashboard's routes (no token needed: they serve only these files).
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", PAGE) }))
-        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
-        .route("/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", PAGE) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
 }
 
 fn asset(kind: &'static str, body: &'static str) -> impl IntoResponse {

@@ -52,7 +52,10 @@ impl ApiError {
         ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             kind: "too_large",
-            message: format!("the request body is larger than {} KiB; send less", limit / 1024),
+            message: format!(
+                "the request body is larger than {} KiB; send less",
+                limit / 1024
+            ),
         }
     }
 }

@@ -17,14 +17,27 @@ use crate::extension::PluginStatus;
 pub async fn metrics(State(b): State<Backend>) -> Response {
     let text = render(&b.processes().await, &b.plugins());
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()
 }
 
-type ProcessMetric = (&'static str, &'static str, &'static str, fn(&ProcessView) -> f64);
-type PluginMetric = (&'static str, &'static str, &'static str, fn(&PluginStatus) -> f64);
+type ProcessMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ProcessView) -> f64,
+);
+type PluginMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&PluginStatus) -> f64,
+);
 
 const PROCESS: [ProcessMetric; 6] = [
     ("pilot_process_up", "gauge", "Whether the process has a running child (1) or not (0).", |p| f64::from(u8::from(p.pid.is_some()))),
@@ -36,10 +49,30 @@ const PROCESS: [ProcessMetric; 6] = [
 ];
 
 const PLUGIN: [PluginMetric; 4] = [
-    ("pilot_plugin_calls_total", "counter", "Calls into the plugin (ready checks, hooks, stat handlers).", |p| p.calls_total as f64),
-    ("pilot_plugin_failures_total", "counter", "Calls into the plugin that trapped, timed out or returned an error.", |p| p.failures_total as f64),
-    ("pilot_plugin_quarantined", "gauge", "Whether the plugin is quarantined (1) or not (0).", |p| f64::from(u8::from(p.quarantined))),
-    ("pilot_plugin_fuel_consumed_total", "counter", "Fuel consumed by the plugin's calls.", |p| p.fuel_consumed_total as f64),
+    (
+        "pilot_plugin_calls_total",
+        "counter",
+        "Calls into the plugin (ready checks, hooks, stat handlers).",
+        |p| p.calls_total as f64,
+    ),
+    (
+        "pilot_plugin_failures_total",
+        "counter",
+        "Calls into the plugin that trapped, timed out or returned an error.",
+        |p| p.failures_total as f64,
+    ),
+    (
+        "pilot_plugin_quarantined",
+        "gauge",
+        "Whether the plugin is quarantined (1) or not (0).",
+        |p| f64::from(u8::from(p.quarantined)),
+    ),
+    (
+        "pilot_plugin_fuel_consumed_total",
+        "counter",
+        "Fuel consumed by the plugin's calls.",
+        |p| p.fuel_consumed_total as f64,
+    ),
 ];
 
 /// Renders the exposition text.
@@ -48,7 +81,12 @@ pub fn render(processes: &[ProcessView], plugins: &[PluginStatus]) -> String {
     for (name, kind, help, value) in PROCESS {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for p in processes {
-            let _ = writeln!(out, "{name}{{process=\"{}\"}} {}", escape(&p.name), value(p));
+            let _ = writeln!(
+                out,
+                "{name}{{process=\"{}\"}} {}",
+                escape(&p.name),
+                value(p)
+            );
         }
     }
     for (name, kind, help, value) in PLUGIN {

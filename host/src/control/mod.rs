@@ -17,6 +17,7 @@ pub mod model;
 pub mod paths;
 mod serve;
 mod stream;
+mod view;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -98,7 +99,9 @@ pub enum StartError {
         pid: String,
     },
     /// A listener cannot be made.
-    #[error("cannot listen on {addr} for {what}: {source}; pick another address in `control_server`")]
+    #[error(
+        "cannot listen on {addr} for {what}: {source}; pick another address in `control_server`"
+    )]
     Bind {
         /// Which listener.
         what: &'static str,
@@ -222,14 +225,24 @@ async fn listen(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Sta
 }
 
 /// The bearer token: from `token_file`, else PILOT_HOST_TOKEN, else generated beside the socket.
-fn token(settings: &Settings, owned: &mut Owned, addresses: &mut Addresses) -> Result<Arc<str>, StartError> {
+fn token(
+    settings: &Settings,
+    owned: &mut Owned,
+    addresses: &mut Addresses,
+) -> Result<Arc<str>, StartError> {
     if let Some(path) = &settings.token_file {
         addresses.token_file = Some(path.clone());
         return paths::read_token(path)
             .map(Arc::from)
-            .map_err(|e| StartError::Token { path: path.clone(), source: e });
+            .map_err(|e| StartError::Token {
+                path: path.clone(),
+                source: e,
+            });
     }
-    if let Some(token) = std::env::var("PILOT_HOST_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+    if let Some(token) = std::env::var("PILOT_HOST_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
         return Ok(Arc::from(token.trim()));
     }
     let beside = settings
@@ -245,12 +258,20 @@ fn token(settings: &Settings, owned: &mut Owned, addresses: &mut Addresses) -> R
 
 fn announce(a: &Addresses) {
     if let Some(socket) = &a.socket {
-        tracing::info!("control socket: {} (`pilot-host ctl status`)", socket.display());
+        tracing::info!(
+            "control socket: {} (`pilot-host ctl status`)",
+            socket.display()
+        );
     }
     if let Some(http) = a.http {
         match &a.token_file {
-            Some(file) => tracing::info!("dashboard: http://{http}/ (bearer token in {})", file.display()),
-            None => tracing::info!("dashboard: http://{http}/ (bearer token from PILOT_HOST_TOKEN)"),
+            Some(file) => tracing::info!(
+                "dashboard: http://{http}/ (bearer token in {})",
+                file.display()
+            ),
+            None => {
+                tracing::info!("dashboard: http://{http}/ (bearer token from PILOT_HOST_TOKEN)")
+            }
         }
     }
     if let Some(pp) = a.process_pilot {
@@ -269,11 +290,19 @@ impl Bound {
         let mut tasks = JoinSet::new();
         if let Some(unix) = self.unix {
             let router = api::router(backend.clone(), None);
-            tasks.spawn(serve::accept_loop(serve::Listener::Unix(unix), router, self.max));
+            tasks.spawn(serve::accept_loop(
+                serve::Listener::Unix(unix),
+                router,
+                self.max,
+            ));
         }
         if let Some((tcp, token)) = self.tcp {
             let router = api::router(backend.clone(), Some(token));
-            tasks.spawn(serve::accept_loop(serve::Listener::Tcp(tcp), router, self.max));
+            tasks.spawn(serve::accept_loop(
+                serve::Listener::Tcp(tcp),
+                router,
+                self.max,
+            ));
         }
         if let Some(pp) = self.process_pilot {
             tasks.spawn(compat::accept_loop(pp, backend.clone(), self.max));

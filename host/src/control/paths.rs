@@ -3,7 +3,10 @@
 //! one refused.
 
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _,
+    PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -32,7 +35,13 @@ pub fn default_socket(manifest: &Path) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(40)
         .collect();
     runtime_dir().join(format!("{stem}-{hash}.sock"))
@@ -46,12 +55,23 @@ pub fn token_beside(socket: &Path) -> PathBuf {
 /// Creates [`runtime_dir`] (0700) if missing, and refuses it if it is someone else's or others can
 /// write to it.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), StartError> {
-    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         Ok(()) => {}
-        Err(e) => return Err(StartError::Folder { dir: dir.to_path_buf(), problem: e.to_string() }),
+        Err(e) => {
+            return Err(StartError::Folder {
+                dir: dir.to_path_buf(),
+                problem: e.to_string(),
+            })
+        }
     }
-    let meta = std::fs::symlink_metadata(dir)
-        .map_err(|e| StartError::Folder { dir: dir.to_path_buf(), problem: e.to_string() })?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| StartError::Folder {
+        dir: dir.to_path_buf(),
+        problem: e.to_string(),
+    })?;
     let problem = if !meta.is_dir() {
         Some("is not a folder".to_string())
     } else if meta.uid() != nix::unistd::geteuid().as_raw() {
@@ -66,7 +86,10 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), StartError> {
         None
     };
     match problem {
-        Some(problem) => Err(StartError::Folder { dir: dir.to_path_buf(), problem }),
+        Some(problem) => Err(StartError::Folder {
+            dir: dir.to_path_buf(),
+            problem,
+        }),
         None => Ok(()),
     }
 }
@@ -88,10 +111,16 @@ pub async fn clear_stale(path: &Path) -> Result<(), StartError> {
                 .ok()
                 .and_then(|c| c.pid())
                 .map_or_else(|| "unknown".to_string(), |p| p.to_string());
-            Err(StartError::AlreadyRunning { socket: path.to_path_buf(), pid })
+            Err(StartError::AlreadyRunning {
+                socket: path.to_path_buf(),
+                pid,
+            })
         }
         Err(_) => {
-            tracing::info!("removing the stale control socket `{}` of a run that is gone", path.display());
+            tracing::info!(
+                "removing the stale control socket `{}` of a run that is gone",
+                path.display()
+            );
             std::fs::remove_file(path).map_err(|e| StartError::Io {
                 what: format!("remove the stale socket `{}`", path.display()),
                 source: e,
@@ -102,9 +131,11 @@ pub async fn clear_stale(path: &Path) -> Result<(), StartError> {
 
 /// Restricts the socket at `path` to its owner (0600).
 pub fn make_private(path: &Path) -> Result<(), StartError> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| StartError::Io {
-        what: format!("restrict `{}` to its owner", path.display()),
-        source: e,
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+        StartError::Io {
+            what: format!("restrict `{}` to its owner", path.display()),
+            source: e,
+        }
     })
 }
 
@@ -124,7 +155,8 @@ pub fn write_token(path: &Path) -> Result<String, StartError> {
         .mode(0o600)
         .open(path)
         .map_err(io)?;
-    file.write_all(format!("{token}\n").as_bytes()).map_err(io)?;
+    file.write_all(format!("{token}\n").as_bytes())
+        .map_err(io)?;
     Ok(token)
 }
 
@@ -133,7 +165,10 @@ pub fn read_token(path: &Path) -> Result<String, std::io::Error> {
     let text = std::fs::read_to_string(path)?;
     let token = text.trim();
     if token.is_empty() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is empty"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is empty",
+        ));
     }
     Ok(token.to_string())
 }

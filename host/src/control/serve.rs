@@ -62,7 +62,9 @@ fn busy(max: usize) -> Router {
         super::error::ApiError {
             status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
             kind: "busy",
-            message: format!("pilot-host serves {max} control connections at most; close some and try again"),
+            message: format!(
+                "pilot-host serves {max} control connections at most; close some and try again"
+            ),
         }
     })
 }

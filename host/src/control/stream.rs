@@ -67,7 +67,9 @@ pub async fn events(
     let samples = stream::unfold(b.stats_feed(), |mut rx| async move {
         loop {
             match rx.recv().await {
-                Ok(json) => return Some((Ok::<_, Infallible>(SseEvent::default().data(&*json)), rx)),
+                Ok(json) => {
+                    return Some((Ok::<_, Infallible>(SseEvent::default().data(&*json)), rx))
+                }
                 Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return None,
             }
@@ -102,9 +104,8 @@ pub async fn logs(
     }
     let (kept, rx) = b.follow_logs(&name)?;
     let skip = q.tail.map_or(0, |n| kept.len().saturating_sub(n));
-    let kept = stream::iter(kept.into_iter().skip(skip)).map(|line| {
-        Ok::<_, Infallible>(SseEvent::default().json_data(&line).unwrap_or_default())
-    });
+    let kept = stream::iter(kept.into_iter().skip(skip))
+        .map(|line| Ok::<_, Infallible>(SseEvent::default().json_data(&line).unwrap_or_default()));
     let live = stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await {
             Ok(line) => {

@@ -88,11 +88,15 @@ impl Client {
         };
         let mut sender = match &self.target {
             Target::Unix(path) => {
-                let s = tokio::net::UnixStream::connect(path).await.map_err(connect)?;
+                let s = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(connect)?;
                 handshake(s).await.map_err(http)?
             }
             Target::Tcp { authority, .. } => {
-                let s = tokio::net::TcpStream::connect(authority.as_str()).await.map_err(connect)?;
+                let s = tokio::net::TcpStream::connect(authority.as_str())
+                    .await
+                    .map_err(connect)?;
                 let _ = s.set_nodelay(true);
                 handshake(s).await.map_err(http)?
             }
@@ -141,7 +145,9 @@ impl Client {
     }
 }
 
-async fn handshake<T>(io: T) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, hyper::Error>
+async fn handshake<T>(
+    io: T,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, hyper::Error>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -162,7 +168,9 @@ pub async fn read_events(
     let mut event: Option<String> = None;
     let mut data = String::new();
     while let Some(frame) = body.frame().await {
-        let Ok(chunk) = frame?.into_data() else { continue };
+        let Ok(chunk) = frame?.into_data() else {
+            continue;
+        };
         pending.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();

@@ -103,7 +103,10 @@ impl From<ClientError> for Stop {
 
 /// Runs `pilot-host ctl`.
 pub fn run(args: CtlArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -129,21 +132,34 @@ pub fn run(args: CtlArgs) -> ExitCode {
 
 fn target(args: &CtlArgs) -> Result<Target, Stop> {
     if let Some(url) = &args.url {
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|e| Stop::Usage(format!("`--url {url}` is not a URL ({e}); write e.g. `http://127.0.0.1:7070`")))?;
+        let uri: hyper::Uri = url.parse().map_err(|e| {
+            Stop::Usage(format!(
+                "`--url {url}` is not a URL ({e}); write e.g. `http://127.0.0.1:7070`"
+            ))
+        })?;
         if uri.scheme_str().is_some_and(|s| s != "http") {
-            return Err(Stop::Usage(format!("`--url {url}`: only `http://` is served")));
+            return Err(Stop::Usage(format!(
+                "`--url {url}`: only `http://` is served"
+            )));
         }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| Stop::Usage(format!("`--url {url}` has no host; write e.g. `http://127.0.0.1:7070`")))?;
+        let authority = uri.authority().ok_or_else(|| {
+            Stop::Usage(format!(
+                "`--url {url}` has no host; write e.g. `http://127.0.0.1:7070`"
+            ))
+        })?;
         let token = match &args.token_file {
-            Some(f) => paths::read_token(f)
-                .map_err(|e| Stop::Usage(format!("cannot read the token file `{}`: {e}", f.display())))?,
-            None => std::env::var("PILOT_HOST_TOKEN").ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-                Stop::Usage("`--url` needs a token: pass `--token-file FILE` or set PILOT_HOST_TOKEN".into())
+            Some(f) => paths::read_token(f).map_err(|e| {
+                Stop::Usage(format!("cannot read the token file `{}`: {e}", f.display()))
             })?,
+            None => std::env::var("PILOT_HOST_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| {
+                    Stop::Usage(
+                        "`--url` needs a token: pass `--token-file FILE` or set PILOT_HOST_TOKEN"
+                            .into(),
+                    )
+                })?,
         };
         let authority = if authority.port().is_some() {
             authority.to_string()
@@ -160,7 +176,10 @@ fn target(args: &CtlArgs) -> Result<Target, Stop> {
     }
     if let Some(manifest) = &args.manifest {
         if !manifest.exists() {
-            return Err(Stop::Usage(format!("manifest `{}` does not exist", manifest.display())));
+            return Err(Stop::Usage(format!(
+                "manifest `{}` does not exist",
+                manifest.display()
+            )));
         }
         return Ok(Target::Unix(paths::default_socket(manifest)));
     }
@@ -173,7 +192,9 @@ fn only_live_socket() -> Result<PathBuf, Stop> {
     let mut live = Vec::new();
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "sock") && std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        if path.extension().is_some_and(|e| e == "sock")
+            && std::os::unix::net::UnixStream::connect(&path).is_ok()
+        {
             live.push(path);
         }
     }
@@ -202,7 +223,8 @@ async fn json<T: serde::de::DeserializeOwned>(
     if !status.is_success() {
         return Err(refusal(status, &bytes));
     }
-    serde_json::from_slice(&bytes).map_err(|e| Stop::Refused(format!("the answer is not the JSON expected: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Stop::Refused(format!("the answer is not the JSON expected: {e}")))
 }
 
 fn refusal(status: StatusCode, bytes: &[u8]) -> Stop {
@@ -230,9 +252,13 @@ async fn command(client: &Client, command: &CtlCommand) -> Result<(), Stop> {
     let wait = |ready: bool| if ready { "?wait=ready" } else { "" };
     match command {
         CtlCommand::Status { json: as_json } => {
-            let processes: Vec<ProcessView> = json(client, Method::GET, "/v1/processes", None).await?;
+            let processes: Vec<ProcessView> =
+                json(client, Method::GET, "/v1/processes", None).await?;
             if *as_json {
-                println!("{}", serde_json::to_string_pretty(&processes).expect("views serialize"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&processes).expect("views serialize")
+                );
             } else {
                 let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
                 print!("{}", table::render(&processes, colour));
@@ -258,11 +284,18 @@ async fn command(client: &Client, command: &CtlCommand) -> Result<(), Stop> {
             let reply: ActionReply = json(client, Method::POST, &path, Some(&body)).await?;
             report("restarted", &reply);
         }
-        CtlCommand::Logs { name, lines, follow } => logs(client, name, *lines, *follow).await?,
+        CtlCommand::Logs {
+            name,
+            lines,
+            follow,
+        } => logs(client, name, *lines, *follow).await?,
         CtlCommand::Events => events(client).await?,
         CtlCommand::Reload => {
             let report: serde_json::Value = json(client, Method::POST, "/v1/reload", None).await?;
-            println!("{}", serde_json::to_string_pretty(&report).expect("JSON prints"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("JSON prints")
+            );
         }
         CtlCommand::Shutdown => {
             let _: serde_json::Value = json(client, Method::POST, "/v1/shutdown", None).await?;
@@ -293,7 +326,9 @@ async fn logs(client: &Client, name: &str, lines: usize, follow: bool) -> Result
         }
         return Ok(());
     }
-    let response = client.send(Method::GET, &format!("{path}&follow=true"), None).await?;
+    let response = client
+        .send(Method::GET, &format!("{path}&follow=true"), None)
+        .await?;
     stream(client, response, |event, data| match event {
         Some("missed") => {
             eprintln!("[{data} lines missed]");
@@ -327,10 +362,12 @@ async fn stream(
         return Err(refusal(status, &bytes));
     }
     let mut out = std::io::stdout();
-    read_events(response.into_body(), |event, data| match each(event, data) {
-        // A closed pipe (`ctl events | head`) ends the stream.
-        Some(line) => writeln!(out, "{line}").and_then(|()| out.flush()).is_ok(),
-        None => true,
+    read_events(response.into_body(), |event, data| {
+        match each(event, data) {
+            // A closed pipe (`ctl events | head`) ends the stream.
+            Some(line) => writeln!(out, "{line}").and_then(|()| out.flush()).is_ok(),
+            None => true,
+        }
     })
     .await
     .map_err(|e| Stop::Refused(format!("the {} ended the stream: {e}", client.target())))

@@ -4,7 +4,9 @@ use crate::control::model::ProcessView;
 
 /// Renders the processes as an aligned table; `colour` colours the states.
 pub fn render(processes: &[ProcessView], colour: bool) -> String {
-    let header = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "CPU", "MEMORY"];
+    let header = [
+        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "CPU", "MEMORY",
+    ];
     let rows: Vec<[String; 7]> = processes
         .iter()
         .map(|p| {
@@ -12,10 +14,23 @@ pub fn render(processes: &[ProcessView], colour: bool) -> String {
                 p.name.clone(),
                 p.state.clone(),
                 p.pid.map_or_else(|| "-".into(), |pid| pid.to_string()),
-                if p.pid.is_some() { uptime(p.uptime_sec) } else { "-".into() },
+                if p.pid.is_some() {
+                    uptime(p.uptime_sec)
+                } else {
+                    "-".into()
+                },
                 p.restarts.to_string(),
-                if p.pid.is_some() { format!("{:.1}%", p.cpu_percent) } else { "-".into() },
-                if p.pid.is_some() { memory(p.rss_bytes) } else { "-".into() },
+                if p.pid.is_some() {
+                    format!("{:.1}%", p.cpu_percent)
+                } else {
+                    "-".into()
+                },
+                // 0 bytes: not sampled yet.
+                if p.pid.is_some() && p.rss_bytes > 0 {
+                    memory(p.rss_bytes)
+                } else {
+                    "-".into()
+                },
             ]
         })
         .collect();
@@ -30,7 +45,7 @@ pub fn render(processes: &[ProcessView], colour: bool) -> String {
         let mut s = String::new();
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
             // Numbers are right-aligned, words left-aligned.
-            let right = matches!(i, 2 | 4 | 5 | 6);
+            let right = matches!(i, 2..=6);
             let padded = if right {
                 format!("{cell:>w$}")
             } else {

@@ -53,11 +53,15 @@ fn settings(c: &mut Checker, s: &RawControlSettings) -> Option<ControlServer> {
     let listen = s
         .listen
         .as_deref()
-        .and_then(|a| address(c, "control_server.listen", a));
-    let process_pilot = s
-        .process_pilot
-        .as_deref()
-        .and_then(|a| address(c, "control_server.process_pilot", a));
+        .and_then(|a| address(c, "control_server.listen", a, ControlServer::HTTP_LISTEN));
+    let process_pilot = s.process_pilot.as_deref().and_then(|a| {
+        address(
+            c,
+            "control_server.process_pilot",
+            a,
+            ControlServer::PROCESS_PILOT_LISTEN,
+        )
+    });
     let token_file = s.token_file.as_deref().map(|t| {
         let path = absolute(t, &c.base);
         token_file(c, t, &path);
@@ -98,14 +102,14 @@ fn settings(c: &mut Checker, s: &RawControlSettings) -> Option<ControlServer> {
     })
 }
 
-fn address(c: &mut Checker, field: &str, written: &str) -> Option<SocketAddr> {
+fn address(c: &mut Checker, field: &str, written: &str, example: &str) -> Option<SocketAddr> {
     match written.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
             c.problem(
                 None,
                 field,
-                format!("`{written}` is not an address; write `IP:PORT`, e.g. `127.0.0.1:7070`"),
+                format!("`{written}` is not an address; write `IP:PORT`, e.g. `{example}`"),
             );
             None
         }
@@ -130,7 +134,14 @@ fn token_file(c: &mut Checker, written: &str, path: &std::path::Path) {
     if !meta.is_file() {
         c.problem(None, F, format!("{shown} is not a file"));
     } else if meta.permissions().mode() & 0o077 != 0 {
-        c.problem(None, F, format!("{shown} can be read or written by others; make it private with `chmod 600`"));
+        c.problem(
+            None,
+            F,
+            format!(
+                "{shown} can be read or written by others; make it private with `chmod 600 {}`",
+                path.display()
+            ),
+        );
     } else if meta.uid() != nix::unistd::geteuid().as_raw() {
         c.problem(
             None,

@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use self::events::{Bus, Event, EventRecord, Missed, Subscription};
 use self::output::{LogBuffer, Printer};
 pub use self::output::{LogLine, Stream};
-pub use self::events::{Bus, Event, EventRecord, Missed, Subscription};
 pub use self::pgroup::Guard;
 pub use self::process::describe_exit;
 use self::process::{Command, Event as TaskEvent, ProcessTask};

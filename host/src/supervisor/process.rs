@@ -526,7 +526,11 @@ impl ProcessTask {
     async fn stop_child(&mut self, child: &mut tokio::process::Child, pgid: pgroup::Pgid) {
         self.set(|s| s.state = State::Stopping);
         let report = pgroup::stop(child, pgid, self.spec.timeout, self.kill_timeout).await;
-        let uptime = self.status.borrow().started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let uptime = self
+            .status
+            .borrow()
+            .started
+            .map_or(0.0, |t| t.elapsed().as_secs_f64());
         self.notify(Notice::Exited {
             process: self.spec.name.clone(),
             pid: pgid.get() as u32,

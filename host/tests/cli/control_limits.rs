@@ -9,7 +9,10 @@ use crate::controlkit::{call, json, Controlled};
 use crate::harness::*;
 
 fn one(dir: &Scratch, control: &str) -> std::path::PathBuf {
-    manifest(dir, &format!("{control}\nprocesses:\n  - {{ name: a, path: CHILD, args: [--name, a] }}\n"))
+    manifest(
+        dir,
+        &format!("{control}\nprocesses:\n  - {{ name: a, path: CHILD, args: [--name, a] }}\n"),
+    )
 }
 
 #[test]
@@ -20,12 +23,22 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
     let pid = c.wait_pid("a");
     let send = |body: &str| {
         let (status, text) = runtime_call(&c, body);
-        (status, serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
     };
     let (status, e) = send("{\"processes\": [\"a\"");
     assert_eq!(status, 400);
     assert_eq!(e["kind"], "bad_request");
-    assert!(e["error"].as_str().unwrap().contains("not the JSON expected"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("not the JSON expected"),
+        "{e}"
+    );
     let (status, e) = send("{\"procs\": [\"a\"]}");
     assert_eq!(status, 400, "{e}");
     assert!(e["error"].as_str().unwrap().contains("procs"), "{e}");
@@ -38,10 +51,19 @@ fn bad_requests_get_clear_json_errors_and_change_nothing() {
 
     let e = json(&api, "GET", "/v2/everything", None, 404);
     assert_eq!(e["kind"], "not_found");
-    assert!(e["error"].as_str().unwrap().contains("GET /v2/everything"), "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("GET /v2/everything"),
+        "{e}"
+    );
     let e = json(&api, "DELETE", "/v1/processes", None, 405);
     assert_eq!(e["kind"], "method_not_allowed");
-    let e = json(&api, "POST", "/v1/processes/a/start?wait=forever", None, 400);
+    let e = json(
+        &api,
+        "POST",
+        "/v1/processes/a/start?wait=forever",
+        None,
+        400,
+    );
     assert!(e["error"].as_str().unwrap().contains("wait=ready"), "{e}");
     let e = json(&api, "GET", "/v1/processes/a/logs?tail=many", None, 400);
     assert_eq!(e["kind"], "bad_request");
@@ -63,8 +85,15 @@ fn runtime_call(c: &Controlled, body: &str) -> (u16, String) {
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
     let text = String::from_utf8_lossy(&answer).into_owned();
-    let status: u16 = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status line: {text}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -73,12 +102,17 @@ fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let dir = Scratch::new("ctl-slow");
     let c = Controlled::start(&dir, &one(&dir, ""), &[]);
     let mut slow = UnixStream::connect(&c.socket).unwrap();
-    slow.write_all(b"GET /v1/processes HTTP/1.1\r\nHost: x\r\n").unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    slow.write_all(b"GET /v1/processes HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let started = Instant::now();
     let mut rest = Vec::new();
     let read = slow.read_to_end(&mut rest);
-    assert!(read.is_ok(), "the server closes the connection instead of waiting forever: {read:?}");
+    assert!(
+        read.is_ok(),
+        "the server closes the connection instead of waiting forever: {read:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(25),
         "closed by the header deadline, not by the test's read timeout"
@@ -91,11 +125,16 @@ fn a_client_that_never_finishes_its_headers_is_disconnected() {
 #[test]
 fn connections_past_the_cap_are_answered_busy() {
     let dir = Scratch::new("ctl-cap");
-    let c = Controlled::start(&dir, &one(&dir, "control_server: { max_connections: 3 }"), &[]);
+    let c = Controlled::start(
+        &dir,
+        &one(&dir, "control_server: { max_connections: 3 }"),
+        &[],
+    );
     let idle: Vec<UnixStream> = (0..3)
         .map(|_| {
             let mut s = UnixStream::connect(&c.socket).unwrap();
-            s.write_all(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s.write_all(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
             let mut head = [0u8; 12];
             s.read_exact(&mut head).unwrap();
             assert_eq!(&head, b"HTTP/1.1 200");
@@ -104,9 +143,14 @@ fn connections_past_the_cap_are_answered_busy() {
         .collect();
     let (status, body) = call(&c.unix(), "GET", "/v1/processes", None);
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("\"kind\":\"busy\"") && body.contains("3 control connections at most"), "{body}");
+    assert!(
+        body.contains("\"kind\":\"busy\"") && body.contains("3 control connections at most"),
+        "{body}"
+    );
     drop(idle);
-    wait_until("a slot is free again", SOON, || call(&c.unix(), "GET", "/v1/processes", None).0 == 200);
+    wait_until("a slot is free again", SOON, || {
+        call(&c.unix(), "GET", "/v1/processes", None).0 == 200
+    });
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -116,7 +160,10 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn raise_nofile() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit on a valid struct.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
@@ -137,7 +184,8 @@ fn a_thousand_idle_event_clients_cost_bounded_memory_and_all_hear_a_restart() {
     let mut clients: Vec<UnixStream> = (0..CLIENTS)
         .map(|_| {
             let mut s = UnixStream::connect(&c.socket).unwrap();
-            s.write_all(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s.write_all(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
             s
         })
         .collect();
@@ -149,7 +197,10 @@ fn a_thousand_idle_event_clients_cost_bounded_memory_and_all_hear_a_restart() {
     }
     let after = rss_kib(c.pilot.pid());
     let per_client = (after.saturating_sub(before)) as f64 / CLIENTS as f64;
-    assert!(per_client < 64.0, "{per_client:.1} KiB per idle client ({before} KiB → {after} KiB)");
+    assert!(
+        per_client < 64.0,
+        "{per_client:.1} KiB per idle client ({before} KiB → {after} KiB)"
+    );
 
     // Supervision goes on, and every client hears about it.
     let restarted = json(&c.unix(), "POST", "/v1/processes/a/restart", None, 200);
@@ -160,7 +211,9 @@ fn a_thousand_idle_event_clients_cost_bounded_memory_and_all_hear_a_restart() {
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
         while !String::from_utf8_lossy(&seen).contains(&needle) {
-            let n = s.read(&mut buf).unwrap_or_else(|e| panic!("client {i}: {e}"));
+            let n = s
+                .read(&mut buf)
+                .unwrap_or_else(|e| panic!("client {i}: {e}"));
             assert!(n > 0, "client {i}: the stream ended");
             seen.extend_from_slice(&buf[..n]);
         }

@@ -24,7 +24,11 @@ pub struct Controlled {
 pub fn runtime_dir(dir: &Scratch) -> PathBuf {
     use std::os::unix::fs::DirBuilderExt as _;
     let path = dir.join("run");
-    std::fs::DirBuilder::new().mode(0o700).recursive(true).create(&path).unwrap();
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&path)
+        .unwrap();
     path
 }
 
@@ -36,7 +40,12 @@ impl Controlled {
     }
 
     /// As [`Controlled::start`], with more environment variables.
-    pub fn start_env(dir: &Scratch, manifest: &Path, extra: &[&str], env: &[(&str, &str)]) -> Controlled {
+    pub fn start_env(
+        dir: &Scratch,
+        manifest: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Controlled {
         let runtime = runtime_dir(dir);
         let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref(), manifest.as_os_str()];
         args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
@@ -45,7 +54,11 @@ impl Controlled {
         let pilot = Pilot::start_env(&args, &all);
         let line = pilot.wait_log("control socket: ", SOON);
         let socket = PathBuf::from(after(&line, "control socket: ").split(" (").next().unwrap());
-        Controlled { pilot, socket, runtime }
+        Controlled {
+            pilot,
+            socket,
+            runtime,
+        }
     }
 
     /// Returns a client of the socket.
@@ -56,7 +69,11 @@ impl Controlled {
     /// Returns the HTTP address printed at start (`dashboard: http://ADDR/`).
     pub fn http_addr(&self) -> String {
         let line = self.pilot.wait_log("dashboard: http://", SOON);
-        after(&line, "dashboard: http://").split('/').next().unwrap().to_string()
+        after(&line, "dashboard: http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
     }
 
     /// Returns the token file printed at start.
@@ -98,32 +115,58 @@ impl Controlled {
 
 /// Returns the text of `line` after `marker`.
 pub fn after<'a>(line: &'a str, marker: &str) -> &'a str {
-    let at = line.find(marker).unwrap_or_else(|| panic!("no `{marker}` in `{line}`"));
+    let at = line
+        .find(marker)
+        .unwrap_or_else(|| panic!("no `{marker}` in `{line}`"));
     &line[at + marker.len()..]
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Sends one request and returns the status code and the body; panics past a deadline.
-pub fn call(client: &Client, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, String) {
+pub fn call(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, String) {
     let method: hyper::Method = method.parse().unwrap();
     runtime().block_on(async {
-        let answer = tokio::time::timeout(Duration::from_secs(30), client.call(method.clone(), path, body.as_ref()))
-            .await
-            .unwrap_or_else(|_| panic!("{method} {path}: no answer within 30 s"))
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        (answer.0.as_u16(), String::from_utf8_lossy(&answer.1).into_owned())
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.call(method.clone(), path, body.as_ref()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no answer within 30 s"))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        (
+            answer.0.as_u16(),
+            String::from_utf8_lossy(&answer.1).into_owned(),
+        )
     })
 }
 
 /// Sends one request and returns the JSON body, asserting the status.
 #[track_caller]
-pub fn json(client: &Client, method: &str, path: &str, body: Option<serde_json::Value>, want: u16) -> serde_json::Value {
+pub fn json(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    want: u16,
+) -> serde_json::Value {
     let (status, text) = call(client, method, path, body);
-    assert_eq!(status, want, "{method} {path}: want {want}, got {status}: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
+    assert_eq!(
+        status, want,
+        "{method} {path}: want {want}, got {status}: {text}"
+    );
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
 }
 
 /// Opens the server-sent event stream `path`, runs `trigger` once it is open, then reads `data:`

@@ -9,11 +9,20 @@ use crate::controlkit::Controlled;
 use crate::harness::*;
 
 fn target() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pilot-host")).parent().unwrap().parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_BIN_EXE_pilot-host"))
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn need(path: &Path, what: &str) {
-    assert!(path.exists(), "{} is missing: {what} (`cargo xtask test` installs it)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: {what} (`cargo xtask test` installs it)",
+        path.display()
+    );
 }
 
 #[test]
@@ -39,13 +48,20 @@ fn the_dashboard_restarts_a_process_and_shows_its_new_pid() {
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs"))
         .env("PLAYWRIGHT_CORE", &driver)
         .env("CHROMIUM", &chromium)
-        .env("URL", format!("http://{}/#token={}", c.http_addr(), token.trim()))
+        .env(
+            "URL",
+            format!("http://{}/#token={}", c.http_addr(), token.trim()),
+        )
         .env("PROCESS", "api")
         .env("SCREENSHOT", &shot)
         .output()
         .expect("node runs (`cargo xtask test` needs Node.js)");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the browser run failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(seen["old"], old, "the table showed the running pid first");
     let new = c.pid("api").unwrap();
@@ -53,5 +69,8 @@ fn the_dashboard_restarts_a_process_and_shows_its_new_pid() {
     assert_eq!(seen["new"], new, "the table shows the new pid");
     assert_eq!(seen["rows"], 3);
     assert!(seen["events"].as_u64().unwrap() >= 1);
-    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "a screenshot was saved");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a screenshot was saved"
+    );
 }

@@ -2,6 +2,8 @@
 //! manifests written into scratch folders, with real child processes.
 
 mod control;
+mod control_access;
+mod control_compat;
 mod control_limits;
 mod controlkit;
 mod ctl;

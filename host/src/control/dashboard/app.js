@@ -94,31 +94,57 @@ function svg(tag, attrs) {
 
 function spark(values) {
   const s = svg('svg', { class: 'spark', width: 60, height: 16, viewBox: '0 0 60 16' });
-  if (values.length > 1) {
+  if (values.length > 0) {
     const max = Math.max(...values) || 1;
-    const pts = values.map((v, i) => `${(i * 60 / (HISTORY - 1)).toFixed(1)},${(15 - v / max * 14).toFixed(1)}`);
+    if (values.length === 1) values = [values[0], values[0]];
+    // The latest sample at the right edge.
+    const pts = values.map((v, i) => `${(60 - (values.length - 1 - i) * 60 / (HISTORY - 1)).toFixed(1)},${(15 - v / max * 14).toFixed(1)}`);
     s.append(svg('polyline', { points: pts.join(' ') }));
   }
   return s;
 }
 
+// Rows are made once per process and then updated in place, so a button under the pointer stays
+// the same element while samples arrive.
+function row(p) {
+  const act = (action) => el('button', { 'data-action': action, onclick: (e) => act_on(e.target, p.name, action) }, action[0].toUpperCase() + action.slice(1));
+  return el('tr', { 'data-process': p.name },
+    el('td', { class: 'name', onclick: () => follow(p.name) }, p.name),
+    el('td', {}, el('span', { class: 'state' })),
+    el('td', { class: 'num pid' }),
+    el('td', { class: 'num uptime' }),
+    el('td', { class: 'num restarts' }),
+    el('td', { class: 'num cpu' }, el('span'), spark([])),
+    el('td', { class: 'num rss' }, el('span'), spark([])),
+    el('td', {}, act('start'), act('stop'), act('restart')));
+}
+
 function renderProcesses() {
   const body = $('#processes tbody');
-  body.replaceChildren(...state.processes.map((p) => {
+  const names = state.processes.map((p) => p.name).join('\n');
+  if (body.dataset.names !== names) {
+    body.replaceChildren(...state.processes.map(row));
+    body.dataset.names = names;
+  }
+  state.processes.forEach((p, i) => {
+    const tr = body.children[i];
     const h = state.history[p.name] || { cpu: [], rss: [] };
     const running = p.pid != null;
-    const act = (action) => el('button', { 'data-action': action, onclick: (e) => act_on(e.target, p.name, action) }, action[0].toUpperCase() + action.slice(1));
-    const row = el('tr', { 'data-process': p.name, class: p.name === state.selected ? 'selected' : '' },
-      el('td', { class: 'name', onclick: () => follow(p.name) }, p.name),
-      el('td', {}, el('span', { class: 'state ' + p.state, title: p.reason || p.last_exit || '' }, p.state)),
-      el('td', { class: 'num pid' }, running ? p.pid : '-'),
-      el('td', { class: 'num' }, running ? uptime(p.uptime_sec) : '-'),
-      el('td', { class: 'num' }, p.restarts),
-      el('td', { class: 'num' }, running ? p.cpu_percent.toFixed(1) + '%' : '-', spark(h.cpu)),
-      el('td', { class: 'num' }, running ? bytes(p.rss_bytes) : '-', spark(h.rss)),
-      el('td', {}, act('start'), act('stop'), act('restart')));
-    return row;
-  }));
+    tr.className = p.name === state.selected ? 'selected' : '';
+    const badge = tr.querySelector('.state');
+    badge.className = 'state ' + p.state;
+    badge.textContent = p.state;
+    badge.title = p.reason || p.last_exit || '';
+    tr.querySelector('.pid').textContent = running ? p.pid : '-';
+    tr.querySelector('.uptime').textContent = running ? uptime(p.uptime_sec) : '-';
+    tr.querySelector('.restarts').textContent = p.restarts;
+    const cpu = tr.querySelector('.cpu');
+    cpu.firstChild.textContent = running ? p.cpu_percent.toFixed(1) + '%' : '-';
+    cpu.lastChild.replaceWith(spark(h.cpu));
+    const rss = tr.querySelector('.rss');
+    rss.firstChild.textContent = running && p.rss_bytes > 0 ? bytes(p.rss_bytes) : '-';
+    rss.lastChild.replaceWith(spark(h.rss));
+  });
 }
 
 async function act_on(button, name, action) {
@@ -202,7 +228,7 @@ async function plugins() {
 function describe(ev) {
   const t = new Date(ev.at_ms).toLocaleTimeString();
   const rest = Object.entries(ev).filter(([k]) => !['seq', 'at_ms', 'type', 'process'].includes(k))
-    .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' ');
+    .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2) : v}`).join(' ');
   return `${t} ${ev.type}${ev.process ? ' ' + ev.process : ''} ${rest}`;
 }
 
