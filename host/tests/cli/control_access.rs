@@ -83,7 +83,7 @@ fn a_token_comes_from_the_token_file_or_the_environment() {
     let file = dir.join("secret.token");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
+        .create_new(true)
         .mode(0o600)
         .open(&file)
         .unwrap();

@@ -48,7 +48,7 @@ impl Controlled {
     ) -> Controlled {
         let runtime = runtime_dir(dir);
         let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref(), manifest.as_os_str()];
-        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         let mut all: Vec<(&str, &std::ffi::OsStr)> = vec![("XDG_RUNTIME_DIR", runtime.as_os_str())];
         all.extend(env.iter().map(|(k, v)| (*k, std::ffi::OsStr::new(v))));
         let pilot = Pilot::start_env(&args, &all);
