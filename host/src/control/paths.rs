@@ -172,3 +172,19 @@ pub fn read_token(path: &Path) -> Result<String, std::io::Error> {
     }
     Ok(token.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_manifest_path_has_its_own_socket_named_after_it() {
+        let a = default_socket(Path::new("/srv/a/stack.yaml"));
+        let b = default_socket(Path::new("/srv/b/stack.yaml"));
+        assert_ne!(a, b);
+        assert_eq!(a.parent(), Some(runtime_dir().as_path()));
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("stack-") && name.ends_with(".sock"), "{name}");
+        assert_eq!(token_beside(&a).extension().unwrap(), "token");
+    }
+}
