@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::app::Failure;
+use crate::app::{self, describe_plugins, prepare};
 use crate::graph::DepGraph;
-use crate::manifest::{self, Catalog, Loaded, ManifestError};
-use crate::plugin::{self, LoadedPlugin, PluginHost, PluginSet};
+use crate::manifest::{self, Catalog};
+use crate::plugin::{self, PluginHost};
 use crate::render::{self, GraphFormat};
 
 /// The top-level command line of `pilot-host`.
@@ -66,9 +68,14 @@ pub enum Command {
     Plugin(PluginCommand),
     /// Print the manifest's JSON Schema.
     Schema,
-    /// The guard process (internal): kills the process groups it is told about when its input ends.
+    /// The guard process (internal): kills the process groups it is told about when its input ends,
+    /// then every process marked with the run's id.
     #[command(name = "__guard", hide = true)]
-    Guard,
+    Guard {
+        /// The run's id (`PILOT_HOST_RUN`).
+        #[arg(default_value = "")]
+        run_id: String,
+    },
 }
 
 /// Plugin subcommands.
@@ -105,28 +112,6 @@ pub struct GraphArgs {
     /// Add tooltips (path, ready strategy, timeouts); shown in SVG.
     #[arg(long)]
     pub detailed: bool,
-}
-
-/// How a command failed, which decides the exit code.
-#[derive(Debug)]
-pub enum Failure {
-    /// The user's input is wrong: exit 2.
-    BadInput(anyhow::Error),
-    /// Something failed at run time: exit 1.
-    Runtime(anyhow::Error),
-}
-
-impl From<ManifestError> for Failure {
-    fn from(e: ManifestError) -> Self {
-        match e {
-            ManifestError::Read { ref source, .. }
-                if source.kind() != std::io::ErrorKind::NotFound =>
-            {
-                Failure::Runtime(e.into())
-            }
-            other => Failure::BadInput(other.into()),
-        }
-    }
 }
 
 /// Sets up logging from `--log-level` or RUST_LOG (default `info`), to stderr.
@@ -174,7 +159,7 @@ pub fn run(cli: Cli) -> ExitCode {
             config,
             timeout_ms,
         }) => plugin_check(&files, json, config.as_deref(), timeout_ms),
-        Command::Guard => return crate::supervisor::pgroup::run_guard(),
+        Command::Guard { run_id } => return crate::supervisor::pgroup::run_guard(&run_id),
         Command::Schema => {
             println!(
                 "{}",
@@ -201,112 +186,12 @@ pub fn exit_code(result: Result<(), Failure>) -> ExitCode {
     }
 }
 
-/// A manifest with the plugins it was checked against.
-pub struct Prepared {
-    /// The manifest.
-    pub loaded: Loaded,
-    /// The plugins, compiled and described but not configured.
-    pub plugins: Vec<LoadedPlugin>,
-    /// The plugin runtime, when `--plugins` was given.
-    pub host: Option<PluginHost>,
-}
-
-/// Loads the plugins in `dir` (if any), then the manifest against what they provide; prints warnings.
-pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failure> {
-    let (host, plugins, catalog) = match dir {
-        None => (None, Vec::new(), Catalog::default()),
-        Some(dir) => {
-            if !dir.is_dir() {
-                return Err(Failure::BadInput(anyhow::anyhow!(
-                    "plugin folder `{}` does not exist; pass an existing folder to `--plugins`",
-                    dir.display()
-                )));
-            }
-            let host = PluginHost::new(plugin::default_cache_dir()).map_err(|e| {
-                Failure::Runtime(anyhow::anyhow!("cannot start the plugin runtime: {e:#}"))
-            })?;
-            let (plugins, failed) = host.load_dir(dir).await.map_err(|e| {
-                Failure::BadInput(anyhow::anyhow!(
-                    "cannot list plugin folder `{}`: {e}",
-                    dir.display()
-                ))
-            })?;
-            if !failed.is_empty() {
-                let list: Vec<String> = failed.iter().map(|e| format!("  - {e}")).collect();
-                return Err(Failure::BadInput(anyhow::anyhow!(
-                    "{} of {} plugins in `{}` cannot be used; nothing was started:\n{}",
-                    failed.len(),
-                    failed.len() + plugins.len(),
-                    dir.display(),
-                    list.join("\n")
-                )));
-            }
-            let catalog = plugin::catalog(&plugins).map_err(|clashes| {
-                Failure::BadInput(anyhow::anyhow!(
-                    "plugins clash:\n  - {}",
-                    clashes.join("\n  - ")
-                ))
-            })?;
-            (Some(host), plugins, catalog)
-        }
-    };
-    let loaded = manifest::load(path, &catalog)?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(Prepared {
-        loaded,
-        plugins,
-        host,
-    })
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}")))
-}
-
-fn describe_plugins(plugins: &[LoadedPlugin]) {
-    for p in plugins {
-        let d = &p.description;
-        let how = if p.from_cache {
-            "loaded from the compile cache"
-        } else {
-            "compiled"
-        };
-        let mut provides = Vec::new();
-        for (kind, names) in [
-            ("ready strategies", &d.ready_strategies),
-            ("lifecycle hooks", &d.lifecycle_hooks),
-            ("stat handlers", &d.stat_handlers),
-        ] {
-            if !names.is_empty() {
-                provides.push(format!(
-                    "{kind} {}",
-                    names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-        }
-        println!(
-            "plugin `{}` {} ({}, {how} in {:.1} ms): {}",
-            d.name,
-            d.version,
-            p.file.file_name().unwrap_or_default().to_string_lossy(),
-            p.compile_time.as_secs_f64() * 1000.0,
-            if provides.is_empty() {
-                "provides nothing".to_string()
-            } else {
-                provides.join("; ")
-            }
-        );
-    }
 }
 
 fn validate(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
@@ -364,104 +249,20 @@ struct RunControl {
 }
 
 fn run_manifest(path: &Path, plugins: Option<&Path>, control: RunControl) -> Result<(), Failure> {
-    crate::supervisor::pgroup::raise_nofile_limit();
+    use std::io::IsTerminal as _;
+    let config = app::RunConfig {
+        manifest: path.to_path_buf(),
+        plugins: plugins.map(Path::to_path_buf),
+        colour: std::io::stdout().is_terminal(),
+        control: control.enabled,
+        control_socket: control.socket,
+        stay_alive: control.stay_alive,
+    };
     let runtime = runtime()?;
-    let outcome = runtime.block_on(async {
-        let prepared = prepare(path, plugins).await?;
-        describe_plugins(&prepared.plugins);
-        let manifest = prepared.loaded.manifest;
-        let extensions: std::sync::Arc<dyn crate::extension::Extensions> = match prepared.host {
-            None => std::sync::Arc::new(crate::extension::NoExtensions),
-            Some(host) => std::sync::Arc::new(
-                PluginSet::start(&host, prepared.plugins, &manifest)
-                    .await
-                    .map_err(|errors| {
-                        Failure::BadInput(anyhow::anyhow!(
-                            "plugins cannot start; nothing was started:\n  - {}",
-                            errors.join("\n  - ")
-                        ))
-                    })?,
-            ),
-        };
-        let settings = crate::control::Settings::for_run(
-            path,
-            manifest.control_server.as_ref(),
-            control.socket,
-            control.enabled,
-        );
-        supervise(manifest, extensions, settings, control.stay_alive).await
-    })?;
+    let outcome = runtime.block_on(app::run(config, std::future::pending()));
     // Plugin calls may still be parked in host calls; do not wait for them.
     runtime.shutdown_background();
-    let failed = outcome.failed();
-    if failed.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = failed
-        .iter()
-        .map(|s| {
-            format!(
-                "`{}` {} ({})",
-                s.name,
-                s.state.as_str(),
-                s.reason.as_deref().unwrap_or("no reason given")
-            )
-        })
-        .collect();
-    Err(Failure::Runtime(anyhow::anyhow!(
-        "{} of {} processes did not end as configured: {}",
-        failed.len(),
-        outcome.statuses.len(),
-        list.join("; ")
-    )))
-}
-
-async fn supervise(
-    manifest: crate::manifest::Manifest,
-    extensions: std::sync::Arc<dyn crate::extension::Extensions>,
-    control: crate::control::Settings,
-    stay_alive: bool,
-) -> Result<crate::supervisor::Outcome, Failure> {
-    use std::io::IsTerminal as _;
-    use tokio::signal::unix::{signal, SignalKind};
-    let guard = std::env::current_exe()
-        .and_then(|exe| crate::supervisor::Guard::start(&exe))
-        .map_err(|e| tracing::warn!("cannot start the guard process ({e}); grandchildren may be orphaned if pilot-host is killed"))
-        .ok()
-        .map(std::sync::Arc::new);
-    // Bound before anything starts: a second run of the same manifest is refused here.
-    let control = crate::control::bind(&control)
-        .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    let kept = std::sync::Arc::new(manifest.clone());
-    let options = crate::supervisor::Options {
-        guard,
-        extensions: extensions.clone(),
-        stay_alive,
-        colour: std::io::stdout().is_terminal(),
-        ..Default::default()
-    };
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Failure::Runtime(e.into()))?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| Failure::Runtime(e.into()))?;
-    let supervisor = crate::supervisor::start(manifest, options);
-    let handle = supervisor.handle();
-    let _control = control.serve(crate::control::Backend::new(
-        handle.clone(),
-        kept,
-        extensions,
-    ));
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!("SIGINT received; stopping (press Ctrl-C again to kill at once)"),
-            _ = terminate.recv() => tracing::info!("SIGTERM received; stopping"),
-        }
-        handle.shutdown();
-        if interrupt.recv().await.is_some() {
-            tracing::warn!("second SIGINT: killing every process group now");
-            handle.kill_all();
-        }
-    });
-    Ok(supervisor.wait().await)
+    app::outcome_result(&outcome?)
 }
 
 fn plugin_check(

@@ -11,8 +11,11 @@
 //! - [`control`]: the control plane: HTTP API, dashboard and metrics on a unix socket and TCP, and
 //!   Process Pilot's TCP protocol.
 //! - [`ctl`]: `pilot-host ctl`, the control plane's client.
-//! - [`cli`]: the command line, a thin layer over the modules above.
+//! - [`app`]: what `pilot-host run` does (plugins, guard, signals, control plane, supervision,
+//!   outcome), as a library.
+//! - [`cli`]: the command line, a thin layer over the modules above: it parses and prints.
 
+pub mod app;
 pub mod cli;
 pub mod control;
 pub mod ctl;

@@ -184,8 +184,8 @@ fn json_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-async fn manifest(State(b): State<Backend>) -> Response {
-    Json(b.manifest().raw.clone()).into_response()
+async fn manifest(State(b): State<Backend>) -> Result<Response, ApiError> {
+    Ok(Json(b.manifest().await?.raw.clone()).into_response())
 }
 
 async fn plugins(State(b): State<Backend>) -> Response {

@@ -4,9 +4,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::backend::ActionError;
 use super::model::ErrorBody;
-use crate::supervisor::ControlError;
+use crate::supervisor::{ControlError, ReloadError};
 
 /// A failed request.
 #[derive(Debug, Clone)]
@@ -66,6 +65,7 @@ impl From<ControlError> for ApiError {
             ControlError::UnknownProcess { .. } => (StatusCode::NOT_FOUND, "unknown_process"),
             ControlError::DependencyDown { .. } => (StatusCode::CONFLICT, "dependency_down"),
             ControlError::ShuttingDown => (StatusCode::CONFLICT, "shutting_down"),
+            ControlError::Failed { .. } => (StatusCode::CONFLICT, "failed"),
         };
         ApiError {
             status,
@@ -75,19 +75,14 @@ impl From<ControlError> for ApiError {
     }
 }
 
-impl From<ActionError> for ApiError {
-    fn from(e: ActionError) -> ApiError {
+impl From<ReloadError> for ApiError {
+    fn from(e: ReloadError) -> ApiError {
         match e {
-            ActionError::Refused(e) => e.into(),
-            ActionError::Failed { .. } => ApiError {
-                status: StatusCode::CONFLICT,
-                kind: "failed",
+            ReloadError::Refused(e) => e.into(),
+            ReloadError::Invalid(_) | ReloadError::Plugins(_) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                kind: "invalid_manifest",
                 message: e.to_string(),
-            },
-            ActionError::Unsupported(message) => ApiError {
-                status: StatusCode::NOT_IMPLEMENTED,
-                kind: "unsupported",
-                message,
             },
         }
     }

@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 
 pub use self::api::MAX_BODY;
-pub use self::backend::{ActionError, Backend, Until};
+pub use self::backend::{Backend, Until};
 pub use self::serve::HEADER_TIMEOUT;
 use crate::manifest::ControlServer as ManifestControl;
 

@@ -49,7 +49,8 @@ pub struct ErrorBody {
     /// What went wrong, and the fix.
     pub error: String,
     /// A stable name of the kind of error: `bad_request`, `unauthorized`, `unknown_process`,
-    /// `not_found`, `dependency_down`, `shutting_down`, `failed`, `too_large`, `unsupported`, `busy`.
+    /// `not_found`, `method_not_allowed`, `dependency_down`, `shutting_down`, `failed`, `invalid_manifest`,
+    /// `too_large`, `busy`.
     pub kind: String,
 }
 

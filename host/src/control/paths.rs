@@ -184,7 +184,10 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.parent(), Some(runtime_dir().as_path()));
         let name = a.file_name().unwrap().to_str().unwrap();
-        assert!(name.starts_with("stack-") && name.ends_with(".sock"), "{name}");
+        assert!(
+            name.starts_with("stack-") && name.ends_with(".sock"),
+            "{name}"
+        );
         assert_eq!(token_beside(&a).extension().unwrap(), "token");
     }
 }

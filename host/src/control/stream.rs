@@ -102,9 +102,8 @@ pub async fn logs(
     if !q.follow.unwrap_or(false) {
         return Ok(Json(super::api::logs_reply(&b, &name, q.tail).await?).into_response());
     }
-    let (kept, rx) = b.follow_logs(&name)?;
-    let skip = q.tail.map_or(0, |n| kept.len().saturating_sub(n));
-    let kept = stream::iter(kept.into_iter().skip(skip))
+    let (kept, rx) = b.follow_logs(&name, q.tail).await?;
+    let kept = stream::iter(kept)
         .map(|line| Ok::<_, Infallible>(SseEvent::default().json_data(&line).unwrap_or_default()));
     let live = stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await {

@@ -1,11 +1,29 @@
-//! Views of supervisor data for the API: log lines, the resolved spec, CPU seconds.
+//! Views of supervisor data for the API: process status, log lines, the resolved spec.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use super::model::LogLineView;
+use super::model::{LogLineView, ProcessView};
 use crate::manifest::{ProcessSpec, ReadyStrategy};
-use crate::supervisor::LogLine;
+use crate::supervisor::{LogLine, ProcessStatus};
 
+/// Returns a process's status as the API shows it.
+pub fn view(s: ProcessStatus) -> ProcessView {
+    ProcessView {
+        state: s.state.as_str().to_string(),
+        ready: s.ready,
+        pid: s.pid,
+        uptime_sec: s.uptime_sec,
+        restarts: s.restarts,
+        last_exit: s.last_exit,
+        reason: s.reason,
+        cpu_percent: s.cpu_percent,
+        rss_bytes: s.rss_bytes,
+        cpu_seconds_total: s.cpu_seconds_total,
+        start_time: s.start_time,
+        dependencies: s.dependencies,
+        name: s.name,
+    }
+}
+
+/// Returns a log line as the API shows it.
 pub fn line_view(line: LogLine) -> LogLineView {
     LogLineView {
         stream: match line.stream {
@@ -14,42 +32,6 @@ pub fn line_view(line: LogLine) -> LogLineView {
         },
         text: line.text,
     }
-}
-
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// SHIM: returns the CPU seconds (user + system) of `pid`, from `/proc/PID/stat`; v2's status carries them.
-pub fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    ticks as f64 / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        // SAFETY: sysconf only reads a configuration value.
-        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        if t > 0 {
-            t as f64
-        } else {
-            100.0
-        }
-    })
 }
 
 /// Returns the spec of one process as JSON, with what pilot-host resolved.

@@ -91,3 +91,15 @@ impl fmt::Display for Problem {
         }
     }
 }
+
+impl ManifestError {
+    /// Returns every problem as one line each (a read or syntax error is one problem).
+    pub fn problem_lines(&self) -> Vec<String> {
+        match self {
+            ManifestError::Invalid { problems, .. } => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            other => vec![other.to_string()],
+        }
+    }
+}

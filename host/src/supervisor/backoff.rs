@@ -1,5 +1,7 @@
 //! The restart schedule: immediate after a stable run, exponential with jitter after quick crashes,
-//! and a windowed crash-loop budget. Pure logic over instants, so it is tested without waiting.
+//! and a windowed crash-loop budget that counts only quick exits (a run shorter than `min_uptime`), as
+//! PM2 counts unstable restarts: a process that ran stably is always restarted, however often it is
+//! killed. Pure logic over instants, so it is tested without waiting.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -11,9 +13,9 @@ use crate::manifest::RestartPolicy;
 pub enum Decision {
     /// Restart after this delay.
     RestartAfter(Duration),
-    /// Too many exits within the window: mark the process failed.
+    /// Too many quick exits within the window: mark the process failed.
     GiveUp {
-        /// Exits counted within the window.
+        /// Quick exits counted within the window.
         exits: usize,
         /// The window.
         window: Duration,
@@ -40,6 +42,10 @@ impl Backoff {
 
     /// Decides what follows an exit at `now` after a run of `uptime`; `unit` in [0, 1) picks the jitter.
     pub fn on_exit(&mut self, now: Instant, uptime: Duration, unit: f64) -> Decision {
+        if uptime >= self.policy.min_uptime {
+            self.quick_crashes = 0;
+            return Decision::RestartAfter(Duration::ZERO);
+        }
         let window = self.policy.window;
         while self
             .exits
@@ -54,10 +60,6 @@ impl Backoff {
                 exits: self.exits.len(),
                 window,
             };
-        }
-        if uptime >= self.policy.min_uptime {
-            self.quick_crashes = 0;
-            return Decision::RestartAfter(Duration::ZERO);
         }
         let exponent = self.quick_crashes.min(64) as i32;
         self.quick_crashes += 1;
@@ -139,12 +141,34 @@ mod tests {
     }
 
     #[test]
+    fn stable_runs_never_count_toward_the_budget() {
+        let mut b = Backoff::new(policy());
+        let t = Instant::now();
+        // Killed 100 times in 10 s, each time after a stable run: always restarted at once.
+        for i in 0..100u64 {
+            let at = t + Duration::from_millis(100 * i);
+            assert_eq!(
+                delay(b.on_exit(at, Duration::from_secs(2), 0.5)),
+                Duration::ZERO
+            );
+        }
+        // Quick exits still count, from zero.
+        for i in 0..5 {
+            delay(b.on_exit(t + Duration::from_secs(11 + i), Duration::ZERO, 0.5));
+        }
+        assert!(matches!(
+            b.on_exit(t + Duration::from_secs(16), Duration::ZERO, 0.5),
+            Decision::GiveUp { exits: 6, .. }
+        ));
+    }
+
+    #[test]
     fn exits_older_than_the_window_are_forgotten() {
         let mut b = Backoff::new(policy());
         let t = Instant::now();
         for i in 0..20u64 {
-            // One exit every 3 s: at most 4 fall in any 10 s window.
-            delay(b.on_exit(t + Duration::from_secs(3 * i), Duration::from_secs(2), 0.5));
+            // One quick exit every 3 s: at most 4 fall in any 10 s window.
+            delay(b.on_exit(t + Duration::from_secs(3 * i), Duration::ZERO, 0.5));
         }
     }
 

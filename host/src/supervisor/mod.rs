@@ -1,37 +1,45 @@
 //! The supervisor: starts the manifest's processes in dependency order, watches, restarts and stops
-//! them, and offers the library API of Process Pilot (`start_process`, `stop_process`,
-//! `restart_processes`, status, stats) through a [`Handle`].
+//! them, reloads the manifest, and offers Process Pilot's library API (`start_process`,
+//! `stop_process`, `restart_processes`, status, stats) through a [`Handle`].
 //!
-//! One task per process owns its child ([`process`]); one coordinator task owns the start order and the
-//! shutdown; the handle only sends commands and reads published snapshots.
+//! One coordinator task ([`coordinator`]) owns the process table, keyed by name; every request goes
+//! through it and is answered once it took effect. Each run of a child is a task of its own ([`run`])
+//! that spawns ([`spawn`]), watches and stops it and reports to the coordinator, which alone decides
+//! what comes next. Hooks run off that path ([`hooks`]), stats are sampled on a blocking thread
+//! ([`stats`]), and everything that happens goes out on one event stream ([`events`]).
 
 mod backoff;
+mod coordinator;
 pub mod events;
 mod fine_timer;
+mod hooks;
+pub mod orphans;
 pub mod output;
 pub mod pgroup;
-mod process;
 mod procstat;
 mod ready;
+mod run;
+pub mod spawn;
 mod state;
 mod stats;
+mod table;
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::ffi::OsString;
+use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use self::coordinator::{Coordinator, Ctx, Msg, Request};
 pub use self::events::{Bus, Event, EventRecord, Missed, Subscription};
-use self::output::{LogBuffer, Printer};
+use self::output::Printer;
 pub use self::output::{LogLine, Stream};
 pub use self::pgroup::Guard;
-pub use self::process::describe_exit;
-use self::process::{Command, Event as TaskEvent, ProcessTask};
+pub use self::run::describe_exit;
 pub use self::state::{ProcessStatus, State};
-use crate::extension::{Extensions, NoExtensions, ProcessStats};
-use crate::graph::DepGraph;
-use crate::manifest::{Manifest, ProcessSpec};
+pub use self::table::Until;
+use crate::extension::{Extensions, NoExtensions, PluginStatus, ProcessStats};
+use crate::manifest::{Catalog, Manifest, ProcessSpec};
 
 /// How to run a supervisor.
 pub struct Options {
@@ -47,6 +55,15 @@ pub struct Options {
     pub stay_alive: bool,
     /// The event stream to send to (plugins may report to it too).
     pub events: Bus,
+    /// The names the plugins provide, for validating a reloaded manifest.
+    pub catalog: Catalog,
+    /// Become a child subreaper: adopt, track, reap and stop descendants that leave their process
+    /// group. For a process that owns its children (the `pilot-host` binary): it reaps children it
+    /// did not spawn.
+    pub adopt_orphans: bool,
+    /// Marks every child's environment with this run (`PILOT_HOST_RUN`), so the guard finds escaped
+    /// descendants if pilot-host dies.
+    pub run_id: Option<String>,
 }
 
 impl Default for Options {
@@ -58,14 +75,17 @@ impl Default for Options {
             log_lines: 1000,
             stay_alive: false,
             events: Bus::new(),
+            catalog: Catalog::default(),
+            adopt_orphans: false,
+            run_id: None,
         }
     }
 }
 
-/// A control operation was refused; nothing was changed.
+/// A control operation was refused or could not be carried out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
-    /// No process has that name.
+    /// No process has that name; nothing was changed.
     #[error("no process is called `{name}` (known: {known})")]
     UnknownProcess {
         /// The name asked for.
@@ -73,7 +93,7 @@ pub enum ControlError {
         /// The defined names.
         known: String,
     },
-    /// A dependency is not up, so the process cannot start.
+    /// A dependency is not up, so the process cannot start; nothing was changed.
     #[error("cannot start `{name}`: its dependency `{dependency}` is {state}")]
     DependencyDown {
         /// The process.
@@ -83,9 +103,56 @@ pub enum ControlError {
         /// The dependency's state.
         state: &'static str,
     },
-    /// The supervisor is shutting down or gone.
+    /// The supervisor is shutting down or gone; nothing was changed.
     #[error("pilot-host is shutting down")]
     ShuttingDown,
+    /// The operation began but did not get where it was asked to (the process failed, exited or was
+    /// stopped first).
+    #[error("`{name}` did not get there: {reason}")]
+    Failed {
+        /// The process.
+        name: String,
+        /// What happened instead.
+        reason: String,
+    },
+}
+
+/// A reload could not be done; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// The manifest cannot be read or is invalid; every problem is listed.
+    #[error("the manifest is not valid; nothing was changed:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+    /// The plugins cannot take the new settings; every problem is listed.
+    #[error("the plugins cannot take the new manifest; nothing was changed:\n  - {}", .0.join("\n  - "))]
+    Plugins(Vec<String>),
+    /// The supervisor refused it.
+    #[error(transparent)]
+    Refused(#[from] ControlError),
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    /// Processes started by it.
+    pub added: Vec<String>,
+    /// Processes stopped and removed.
+    pub removed: Vec<String>,
+    /// Processes whose settings changed (restarted if they were running).
+    pub changed: Vec<String>,
+    /// Unchanged processes restarted because a dependency changed.
+    pub restarted: Vec<String>,
+    /// Processes left running as they were.
+    pub unchanged: Vec<String>,
+}
+
+/// One process with its settings.
+#[derive(Debug, Clone)]
+pub struct ProcessDetail {
+    /// Its status.
+    pub status: ProcessStatus,
+    /// Its settings in the manifest in effect.
+    pub spec: Arc<ProcessSpec>,
 }
 
 /// How a supervisor run ended.
@@ -110,127 +177,79 @@ impl Outcome {
     }
 }
 
-struct Shared {
-    names: Vec<String>,
-    index: HashMap<String, usize>,
-    specs: Vec<Arc<ProcessSpec>>,
-    dependencies: Vec<Vec<usize>>,
-    commands: Vec<mpsc::Sender<Command>>,
-    statuses: Vec<watch::Receiver<ProcessStatus>>,
-    logs: Vec<Arc<LogBuffer>>,
-    stats: Mutex<Vec<ProcessStats>>,
-    stat_handlers: BTreeSet<String>,
-    extensions: Arc<dyn Extensions>,
-    shutdown: watch::Sender<bool>,
-    /// Set once the final stop begins: nothing may be started any more.
-    closing: std::sync::atomic::AtomicBool,
-    events: Bus,
-}
-
 /// A cheap, cloneable handle to a running supervisor.
 #[derive(Clone)]
 pub struct Handle {
-    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Msg>,
+    bus: Bus,
+    extensions: Arc<dyn Extensions>,
+    catalog: Arc<Catalog>,
 }
 
 /// A running supervisor.
 pub struct Supervisor {
     handle: Handle,
-    coordinator: JoinHandle<Outcome>,
+    done: oneshot::Receiver<Outcome>,
 }
 
-/// Starts supervising `manifest` on the current tokio runtime (which must be multi-threaded or live as
-/// long as the children: see [`pgroup::spawn`]).
+/// Starts supervising `manifest` on the current tokio runtime, which must be multi-threaded or live as
+/// long as the children (the death signal fires when the thread that spawned a child exits).
 pub fn start(manifest: Manifest, options: Options) -> Supervisor {
-    let n = manifest.processes.len();
-    let names: Vec<String> = manifest.processes.iter().map(|p| p.name.clone()).collect();
-    let index: HashMap<String, usize> = names
+    let width = manifest
+        .processes
         .iter()
-        .enumerate()
-        .map(|(i, n)| (n.clone(), i))
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut base_env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != pgroup::RUN_VAR && k != pgroup::PROCESS_VAR)
         .collect();
-    let graph = DepGraph::new(
-        manifest
-            .processes
-            .iter()
-            .map(|p| (p.name.as_str(), &p.dependencies)),
-    );
-    let dependencies: Vec<Vec<usize>> = names
-        .iter()
-        .map(|n| graph.dependencies(n).iter().map(|d| index[d]).collect())
-        .collect();
-    let dependents: Vec<Vec<usize>> = names
-        .iter()
-        .map(|n| graph.dependents(n).iter().map(|d| index[d]).collect())
-        .collect();
-    let width = names.iter().map(String::len).max().unwrap_or(0);
-    let printer = Printer::start(options.colour, width);
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let mut commands = Vec::with_capacity(n);
-    let mut statuses = Vec::with_capacity(n);
-    let mut logs = Vec::with_capacity(n);
-    let mut tasks = Vec::with_capacity(n);
-    for (i, spec) in manifest.processes.iter().enumerate() {
-        let (tx, rx) = mpsc::channel(16);
-        let (status_tx, status_rx) = watch::channel(ProcessStatus::pending(&spec.name));
-        let buffer = Arc::new(LogBuffer::new(options.log_lines));
-        tasks.push(ProcessTask {
-            index: i,
-            spec: Arc::new(spec.clone()),
-            kill_timeout: manifest.kill_timeout,
-            extensions: options.extensions.clone(),
-            commands: rx,
-            events: events_tx.clone(),
-            status: status_tx,
-            logs: buffer.clone(),
-            printer: printer.clone(),
-            guard: options.guard.clone(),
-            bus: options.events.clone(),
-        });
-        commands.push(tx);
-        statuses.push(status_rx);
-        logs.push(buffer);
+    if let Some(id) = &options.run_id {
+        base_env.push((pgroup::RUN_VAR.into(), id.into()));
     }
-    let specs: Vec<Arc<ProcessSpec>> = tasks.iter().map(|t| t.spec.clone()).collect();
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        stat_handlers: specs
-            .iter()
-            .flat_map(|s| s.stat_handlers.iter().cloned())
-            .collect(),
-        names,
-        index,
-        specs,
-        dependencies,
-        commands,
-        statuses,
-        logs,
-        stats: Mutex::new(Vec::new()),
+    if options.adopt_orphans {
+        match orphans::become_subreaper() {
+            Ok(()) => {
+                tokio::spawn(reap_adopted());
+            }
+            Err(e) => tracing::warn!(
+                "cannot become a child subreaper ({e}); daemons that leave their group may escape"
+            ),
+        }
+    }
+    let adopt = options.adopt_orphans;
+    let ctx = Ctx {
+        printer: Printer::start(options.colour, width, options.events.clone()),
         extensions: options.extensions.clone(),
-        shutdown,
-        closing: std::sync::atomic::AtomicBool::new(false),
-        events: options.events.clone(),
-    });
-    for task in tasks {
-        tokio::spawn(task.run());
-    }
-    let handle = Handle { shared };
-    let sampler = tokio::spawn(stats::sample_loop(handle.clone(), manifest.stats_interval));
-    let coordinator = Coordinator {
-        handle: handle.clone(),
-        dependents,
-        events: events_rx,
-        shutdown: shutdown_rx,
+        guard: options.guard,
+        base_env: Arc::new(base_env),
+        adopt: options.adopt_orphans,
+        log_lines: options.log_lines,
+        bus: options.events.clone(),
         stay_alive: options.stay_alive,
     };
-    let coordinator = tokio::spawn(async move {
-        let outcome = coordinator.run().await;
-        sampler.abort();
-        outcome
-    });
-    Supervisor {
-        handle,
-        coordinator,
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (done_tx, done) = oneshot::channel();
+    let handle = Handle {
+        tx: tx.clone(),
+        bus: options.events,
+        extensions: options.extensions,
+        catalog: Arc::new(options.catalog),
+    };
+    let coordinator = Coordinator::new(manifest, ctx, rx, tx, done_tx);
+    tokio::spawn(coordinator.run());
+    tokio::spawn(stats::sample_loop(handle.clone(), adopt));
+    Supervisor { handle, done }
+}
+
+/// Reaps adopted descendants whenever a child ends (our own children are reaped through pidfds).
+async fn reap_adopted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut sigchld) = signal(SignalKind::child()) else {
+        return;
+    };
+    while sigchld.recv().await.is_some() {
+        let _ = tokio::task::spawn_blocking(orphans::reap).await;
     }
 }
 
@@ -242,292 +261,161 @@ impl Supervisor {
 
     /// Waits until every process has ended (or was stopped by a shutdown).
     pub async fn wait(self) -> Outcome {
-        match self.coordinator.await {
-            Ok(outcome) => outcome,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+        self.done
+            .await
+            .expect("the coordinator reports the outcome before it ends")
     }
 }
 
 impl Handle {
-    fn lookup(&self, name: &str) -> Result<usize, ControlError> {
-        self.shared
-            .index
-            .get(name)
-            .copied()
-            .ok_or_else(|| ControlError::UnknownProcess {
-                name: name.to_string(),
-                known: self
-                    .shared
-                    .names
-                    .iter()
-                    .map(|n| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Request(make(tx))).ok()?;
+        rx.await.ok()
+    }
+
+    async fn settle(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<coordinator::Waiter, ControlError>>) -> Request,
+    ) -> Result<(), ControlError> {
+        let waiter = self.ask(make).await.ok_or(ControlError::ShuttingDown)??;
+        waiter.await.unwrap_or(Err(ControlError::ShuttingDown))
     }
 
     /// Returns a subscription to the event stream, from now on.
     pub fn subscribe(&self) -> Subscription {
-        self.shared.events.subscribe()
+        self.bus.subscribe()
     }
 
-    /// Returns a snapshot of every process, in manifest order.
-    pub fn status(&self) -> Vec<ProcessStatus> {
-        self.shared
-            .statuses
-            .iter()
-            .map(|s| s.borrow().clone())
-            .collect()
+    /// Returns a snapshot of every process, in manifest order (empty once the supervisor is gone).
+    pub async fn status(&self) -> Vec<ProcessStatus> {
+        self.ask(Request::Status).await.unwrap_or_default()
+    }
+
+    /// Returns one process's status and settings.
+    pub async fn process(&self, name: &str) -> Result<ProcessDetail, ControlError> {
+        self.ask(|tx| Request::Process(name.to_string(), tx))
+            .await
+            .unwrap_or(Err(ControlError::ShuttingDown))
     }
 
     /// Returns the latest resource sample of every process, in manifest order (empty before the first).
-    pub fn stats(&self) -> Vec<ProcessStats> {
-        self.shared
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    pub async fn stats(&self) -> Vec<ProcessStats> {
+        self.ask(Request::Stats).await.unwrap_or_default()
     }
 
-    /// Returns the last lines `name` printed.
-    pub fn logs(&self, name: &str) -> Result<Vec<LogLine>, ControlError> {
-        Ok(self.shared.logs[self.lookup(name)?].snapshot())
+    /// Returns the last lines `name` printed, at most `tail` of them.
+    pub async fn logs(&self, name: &str, tail: usize) -> Result<Vec<LogLine>, ControlError> {
+        let buffer = self
+            .ask(|tx| Request::Logs(name.to_string(), tx))
+            .await
+            .unwrap_or(Err(ControlError::ShuttingDown))?;
+        Ok(buffer.tail(tail))
     }
 
-    /// Returns the kept lines of `name` and a receiver of the lines it prints from now on.
-    pub fn follow_logs(
+    /// Returns the last lines `name` printed (at most `tail`) and a receiver of the lines that follow.
+    pub async fn follow_logs(
         &self,
         name: &str,
-    ) -> Result<(Vec<LogLine>, tokio::sync::broadcast::Receiver<LogLine>), ControlError> {
-        Ok(self.shared.logs[self.lookup(name)?].follow())
+        tail: usize,
+    ) -> Result<(Vec<LogLine>, broadcast::Receiver<LogLine>), ControlError> {
+        let buffer = self
+            .ask(|tx| Request::Logs(name.to_string(), tx))
+            .await
+            .unwrap_or(Err(ControlError::ShuttingDown))?;
+        Ok(buffer.follow(tail))
     }
 
-    /// Returns whether process `i` has no child and none is on its way (so a start would spawn one).
-    fn idle(&self, i: usize) -> bool {
-        let state = self.shared.statuses[i].borrow().state;
-        state.is_final() || state == State::Pending
+    /// Returns the manifest in effect.
+    pub async fn manifest(&self) -> Result<Arc<Manifest>, ControlError> {
+        self.ask(Request::Manifest)
+            .await
+            .ok_or(ControlError::ShuttingDown)
     }
 
-    /// Refuses to start process `i` while one of its dependencies is not up.
-    fn dependencies_up(&self, i: usize) -> Result<(), ControlError> {
-        for &d in &self.shared.dependencies[i] {
-            let dep_state = self.shared.statuses[d].borrow().state;
-            if !dep_state.is_up() {
-                return Err(ControlError::DependencyDown {
-                    name: self.shared.names[i].clone(),
-                    dependency: self.shared.names[d].clone(),
-                    state: dep_state.as_str(),
-                });
-            }
-        }
-        Ok(())
+    /// Returns what can be read about each plugin.
+    pub fn plugins(&self) -> Vec<PluginStatus> {
+        self.extensions.plugins()
     }
 
-    /// Refuses operations that would start a process once the final stop has begun.
-    fn open(&self) -> Result<(), ControlError> {
-        if self
-            .shared
-            .closing
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            Err(ControlError::ShuttingDown)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Starts `name` if it is not running; its dependencies must be up.
+    /// Starts `name` if it is not running (its dependencies must be up); answers once it is spawned.
     pub async fn start_process(&self, name: &str) -> Result<(), ControlError> {
-        let i = self.lookup(name)?;
-        self.open()?;
-        if !self.idle(i) {
-            return Ok(());
-        }
-        self.dependencies_up(i)?;
-        self.shared.commands[i]
-            .send(Command::Start)
-            .await
-            .map_err(|_| ControlError::ShuttingDown)
+        self.start_process_until(name, Until::Spawned).await
     }
 
-    /// Stops `name` (SIGTERM, grace, SIGKILL to its group) and waits until it is stopped.
+    /// Starts `name` if it is not running; answers once it got to `until`.
+    pub async fn start_process_until(&self, name: &str, until: Until) -> Result<(), ControlError> {
+        self.settle(|tx| Request::Start(name.to_string(), until, tx))
+            .await
+    }
+
+    /// Stops `name` (SIGTERM, grace, SIGKILL to its group) and answers once its group is gone.
     pub async fn stop_process(&self, name: &str) -> Result<(), ControlError> {
-        let i = self.lookup(name)?;
-        let (tx, rx) = oneshot::channel();
-        self.shared.commands[i]
-            .send(Command::Stop(tx))
-            .await
-            .map_err(|_| ControlError::ShuttingDown)?;
-        rx.await.map_err(|_| ControlError::ShuttingDown)
+        self.settle(|tx| Request::Stop(name.to_string(), tx)).await
     }
 
-    /// Restarts every named process (one that is not running is started) and returns once each has a
-    /// new child (or failed to get one). If any name is unknown, or a process that is not running has a
-    /// dependency that is not up, nothing is restarted.
+    /// Restarts every named process (one that is not running is started) and answers once each has a
+    /// new child. If any name is unknown, or a process that is not running has a dependency that is
+    /// not up, nothing is restarted.
     pub async fn restart_processes(&self, names: &[&str]) -> Result<(), ControlError> {
-        let indices = names
-            .iter()
-            .map(|n| self.lookup(n))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.open()?;
-        for &i in &indices {
-            if self.idle(i) {
-                self.dependencies_up(i)?;
+        self.restart_processes_until(names, Until::Spawned).await
+    }
+
+    /// Restarts every named process, answering once each got to `until`.
+    pub async fn restart_processes_until(
+        &self,
+        names: &[&str],
+        until: Until,
+    ) -> Result<(), ControlError> {
+        let names = names.iter().map(|n| n.to_string()).collect();
+        let waiters = self
+            .ask(|tx| Request::Restart(names, until, tx))
+            .await
+            .ok_or(ControlError::ShuttingDown)??;
+        let mut result = Ok(());
+        for waiter in waiters {
+            let r = waiter.await.unwrap_or(Err(ControlError::ShuttingDown));
+            if result.is_ok() {
+                result = r;
             }
         }
-        let mut replies = Vec::with_capacity(indices.len());
-        for i in indices {
-            let (tx, rx) = oneshot::channel();
-            self.shared.commands[i]
-                .send(Command::Restart(tx))
-                .await
-                .map_err(|_| ControlError::ShuttingDown)?;
-            replies.push(rx);
+        result
+    }
+
+    /// Re-reads the manifest file, validates it in full, prepares the plugins, and applies it: added
+    /// processes start, removed ones stop, changed ones (and their dependents) restart, the rest keep
+    /// running. Invalid: nothing changes, and every problem is returned.
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let source = self.manifest().await?.source.clone();
+        let catalog = self.catalog.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::manifest::load(&source, &catalog))
+            .await
+            .map_err(|e| ReloadError::Invalid(vec![e.to_string()]))?
+            .map_err(|e| ReloadError::Invalid(e.problem_lines()))?;
+        for warning in &loaded.warnings {
+            tracing::warn!("reload: {warning}");
         }
-        for rx in replies {
-            rx.await.map_err(|_| ControlError::ShuttingDown)?;
-        }
-        Ok(())
+        self.extensions
+            .reload(&loaded.manifest)
+            .await
+            .map_err(ReloadError::Plugins)?;
+        Ok(self.apply(loaded.manifest).await?)
+    }
+
+    /// Applies an already validated manifest (see [`Handle::reload`]).
+    pub async fn apply(&self, manifest: Manifest) -> Result<ReloadReport, ControlError> {
+        self.ask(|tx| Request::Reload(Box::new(manifest), tx))
+            .await
+            .unwrap_or(Err(ControlError::ShuttingDown))
     }
 
     /// Asks for an orderly shutdown: every process is stopped, dependents before their dependencies.
     pub fn shutdown(&self) {
-        self.shared.shutdown.send_replace(true);
+        let _ = self.tx.send(Msg::Request(Request::Shutdown));
     }
 
     /// Sends SIGKILL to every running process group at once (the second Ctrl-C).
     pub fn kill_all(&self) {
-        for status in self.status() {
-            if let Some(pid) = status.pid {
-                let _ = pgroup::Pgid::of_child(pid).signal(libc::SIGKILL);
-            }
-        }
-    }
-}
-
-/// Owns the start order and the shutdown.
-struct Coordinator {
-    handle: Handle,
-    dependents: Vec<Vec<usize>>,
-    events: mpsc::UnboundedReceiver<(usize, TaskEvent)>,
-    shutdown: watch::Receiver<bool>,
-    stay_alive: bool,
-}
-
-impl Coordinator {
-    fn shared(&self) -> &Shared {
-        &self.handle.shared
-    }
-
-    fn state(&self, i: usize) -> State {
-        self.shared().statuses[i].borrow().state
-    }
-
-    async fn send(&self, i: usize, command: Command) {
-        let _ = self.shared().commands[i].send(command).await;
-    }
-
-    async fn run(mut self) -> Outcome {
-        let n = self.shared().names.len();
-        let mut started = vec![false; n];
-        for (i, flag) in started.iter_mut().enumerate() {
-            if self.shared().dependencies[i].is_empty() {
-                *flag = true;
-                self.send(i, Command::Start).await;
-            }
-        }
-        loop {
-            if !self.stay_alive && (0..n).all(|i| self.state(i).is_final()) {
-                tracing::info!("every process has ended");
-                break;
-            }
-            let event = tokio::select! {
-                event = self.events.recv() => event,
-                _ = self.shutdown.wait_for(|&stop| stop) => {
-                    tracing::info!("shutting down: stopping every process, dependents first");
-                    break;
-                }
-            };
-            let Some((i, event)) = event else { break };
-            match event {
-                TaskEvent::Up => {
-                    for d in self.dependents[i].clone() {
-                        let deps_up = self.shared().dependencies[d]
-                            .iter()
-                            .all(|&x| self.state(x).is_up());
-                        // A process stopped on request before it started stays stopped.
-                        if !started[d] && deps_up && self.state(d) == State::Pending {
-                            started[d] = true;
-                            self.send(d, Command::Start).await;
-                        }
-                    }
-                }
-                TaskEvent::Ended => self.skip_dependents(i, &mut started).await,
-                TaskEvent::Stopped => {}
-                TaskEvent::ShutdownEverything => {
-                    let name = &self.shared().names[i];
-                    tracing::info!("{name}: ended, and its shutdown strategy is shutdown_everything; stopping everything");
-                    self.skip_dependents(i, &mut started).await;
-                    break;
-                }
-            }
-        }
-        self.ordered_stop().await;
-        Outcome {
-            statuses: self.handle.status(),
-        }
-    }
-
-    /// Marks the not-yet-started dependents of `i` (and theirs) skipped.
-    async fn skip_dependents(&self, i: usize, started: &mut [bool]) {
-        let mut stack = vec![(i, self.describe_end(i))];
-        while let Some((j, reason)) = stack.pop() {
-            for &d in &self.dependents[j] {
-                if !started[d] {
-                    started[d] = true;
-                    let name = &self.shared().names[d];
-                    stack.push((d, format!("dependency `{name}` was skipped")));
-                    self.send(d, Command::Skip(reason.clone())).await;
-                }
-            }
-        }
-    }
-
-    fn describe_end(&self, i: usize) -> String {
-        let status = self.shared().statuses[i].borrow().clone();
-        let name = &status.name;
-        match (status.state, status.reason) {
-            (State::Failed, Some(reason)) => format!("dependency `{name}` failed: {reason}"),
-            (State::Failed, None) => format!("dependency `{name}` failed"),
-            (_, _) => format!("dependency `{name}` ended before it was ready"),
-        }
-    }
-
-    /// Stops every process once all its dependents are stopped; independent processes in parallel.
-    async fn ordered_stop(&self) {
-        self.shared()
-            .closing
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.shared().events.send(events::Event::ShuttingDown);
-        let n = self.shared().names.len();
-        let (done_tx, done_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| watch::channel(false)).unzip();
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, done) in done_tx.into_iter().enumerate() {
-            let waits: Vec<watch::Receiver<bool>> = self.dependents[i]
-                .iter()
-                .map(|&d| done_rx[d].clone())
-                .collect();
-            let handle = self.handle.clone();
-            let name = self.shared().names[i].clone();
-            tasks.spawn(async move {
-                for mut rx in waits {
-                    let _ = rx.wait_for(|&stopped| stopped).await;
-                }
-                let _ = handle.stop_process(&name).await;
-                let _ = done.send(true);
-            });
-        }
-        while tasks.join_next().await.is_some() {}
+        let _ = self.tx.send(Msg::Request(Request::KillAll));
     }
 }

@@ -35,50 +35,77 @@ pub struct LogLine {
     pub text: String,
 }
 
-/// The last lines of one process.
+/// The last lines of one process, and the followers of new ones.
 #[derive(Debug)]
 pub struct LogBuffer {
-    lines: Mutex<VecDeque<LogLine>>,
+    inner: Mutex<Kept>,
     capacity: usize,
-    /// New lines for followers (`logs -f`); a follower that falls behind loses lines, never slows us.
-    followers: tokio::sync::broadcast::Sender<LogLine>,
 }
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// Grows as lines come (a quiet process costs nothing), up to the capacity.
+    lines: VecDeque<LogLine>,
+    /// Made on the first follow.
+    followers: Option<tokio::sync::broadcast::Sender<LogLine>>,
+}
+
+/// Lines kept for a follower that reads slower than the process prints.
+const FOLLOW_LAG: usize = 1024;
 
 impl LogBuffer {
     /// Creates a buffer keeping the last `capacity` lines.
     pub fn new(capacity: usize) -> LogBuffer {
         LogBuffer {
-            lines: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            inner: Mutex::new(Kept::default()),
             capacity,
-            followers: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn push(&self, line: LogLine) {
-        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
-        if lines.len() == self.capacity {
-            lines.pop_front();
+        let mut kept = self.lock();
+        if let Some(followers) = &kept.followers {
+            if followers.send(line.clone()).is_err() {
+                kept.followers = None;
+            }
         }
-        if self.followers.receiver_count() > 0 {
-            let _ = self.followers.send(line.clone());
+        if kept.lines.len() == self.capacity {
+            kept.lines.pop_front();
         }
-        lines.push_back(line);
-    }
-
-    /// Returns the kept lines and a receiver of every line pushed after them.
-    pub fn follow(&self) -> (Vec<LogLine>, tokio::sync::broadcast::Receiver<LogLine>) {
-        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
-        (lines.iter().cloned().collect(), self.followers.subscribe())
+        if self.capacity > 0 {
+            kept.lines.push_back(line);
+        }
     }
 
     /// Returns the kept lines, oldest first.
     pub fn snapshot(&self) -> Vec<LogLine> {
-        self.lines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.tail(usize::MAX)
+    }
+
+    /// Returns the last `n` kept lines, oldest first.
+    pub fn tail(&self, n: usize) -> Vec<LogLine> {
+        let kept = self.lock();
+        let skip = kept.lines.len().saturating_sub(n);
+        kept.lines.iter().skip(skip).cloned().collect()
+    }
+
+    /// Returns the last `n` kept lines and a receiver of every line after them.
+    pub fn follow(&self, n: usize) -> (Vec<LogLine>, tokio::sync::broadcast::Receiver<LogLine>) {
+        let mut kept = self.lock();
+        let rx = match &kept.followers {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = tokio::sync::broadcast::channel(FOLLOW_LAG);
+                kept.followers = Some(tx);
+                rx
+            }
+        };
+        let skip = kept.lines.len().saturating_sub(n);
+        (kept.lines.iter().skip(skip).cloned().collect(), rx)
     }
 }
 
@@ -88,14 +115,14 @@ pub struct Printer {
     queue: mpsc::SyncSender<String>,
     dropped: Arc<AtomicU64>,
     colour: bool,
-    width: usize,
+    width: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 const COLOURS: [u8; 6] = [36, 33, 32, 35, 34, 31];
 
 impl Printer {
     /// Starts the printer thread; `width` pads names so output lines up.
-    pub fn start(colour: bool, width: usize) -> Printer {
+    pub fn start(colour: bool, width: usize, events: super::events::Bus) -> Printer {
         let (queue, rx) = mpsc::sync_channel::<String>(8192);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
@@ -112,6 +139,7 @@ impl Printer {
                     let lost = counter.swap(0, Ordering::Relaxed);
                     if lost > 0 {
                         let _ = writeln!(out, "[pilot-host] {lost} lines of output were not printed (output too slow)");
+                        events.send(super::events::Event::OutputDropped { lines: lost });
                     }
                     let _ = out.flush();
                 }
@@ -121,20 +149,26 @@ impl Printer {
             queue,
             dropped,
             colour,
-            width,
+            width: Arc::new(width.into()),
         }
+    }
+
+    /// Pads names to `width` from now on (a reload may bring longer names).
+    pub fn set_width(&self, width: usize) {
+        self.width.store(width, Ordering::Relaxed);
     }
 
     /// Returns the prefix for process number `index` called `name`.
     pub fn prefix(&self, index: usize, name: &str) -> String {
+        let width = self.width.load(Ordering::Relaxed);
         if self.colour {
             format!(
                 "\x1b[{}m{name:<w$} |\x1b[0m ",
                 COLOURS[index % COLOURS.len()],
-                w = self.width
+                w = width
             )
         } else {
-            format!("{name:<w$} | ", w = self.width)
+            format!("{name:<w$} | ", w = width)
         }
     }
 
@@ -154,8 +188,9 @@ pub async fn capture(
     buffer: Arc<LogBuffer>,
     printer: Printer,
 ) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    let mut line: Vec<u8> = Vec::with_capacity(256);
+    // Small: a thousand children must stay cheap; long lines are put together in `line`.
+    let mut reader = BufReader::with_capacity(4 * 1024, stream);
+    let mut line: Vec<u8> = Vec::new();
     let mut skipping = false;
     loop {
         let chunk = match reader.fill_buf().await {
@@ -218,7 +253,7 @@ mod tests {
 
     async fn captured(input: &[u8], capacity: usize) -> Vec<String> {
         let buffer = Arc::new(LogBuffer::new(capacity));
-        let printer = Printer::start(false, 4);
+        let printer = Printer::start(false, 4, crate::supervisor::Bus::new());
         capture(
             input,
             Stream::Stdout,

@@ -1,26 +1,36 @@
-//! Process groups, in one place: spawning a child in a group of its own, signalling and stopping the
-//! group, and the guard process that kills the groups if pilot-host itself dies.
+//! Process groups, in one place: signalling and stopping a child's group, and the guard process that
+//! kills the groups (and every marked descendant) if pilot-host itself dies.
 //!
-//! Every child is the leader of a new group, so a stop reaches its grandchildren too. `Pgid` is the only
-//! place where the negative-pid form of `kill(2)` exists; nothing is ever killed by name.
+//! Every child is the leader of a new group ([`super::spawn`]), so a stop reaches its grandchildren
+//! too. `Pgid` is the only place where the negative-pid form of `kill(2)` exists; nothing is ever
+//! killed by name.
 
 use std::io::{self, Write as _};
 use std::os::unix::process::CommandExt as _;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use nix::errno::Errno;
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
 use tokio::time::Instant;
 
-use crate::manifest::ProcessSpec;
+use super::spawn::Child;
+
+/// The variable every child gets, naming the pilot-host run it belongs to (the guard finds escaped
+/// descendants by it).
+pub const RUN_VAR: &str = "PILOT_HOST_RUN";
+/// The variable every child gets, naming its process in the manifest.
+pub const PROCESS_VAR: &str = "PILOT_HOST_PROCESS";
 
 /// A process group id of a group pilot-host created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pgid(i32);
 
 impl Pgid {
-    /// Returns the group led by `pid`, which must be a child started by [`spawn`] (it leads its group).
+    /// Returns the group led by `pid`, a child started by [`super::spawn`] (it leads its group).
     pub fn of_child(pid: u32) -> Pgid {
         Pgid(pid as i32)
     }
@@ -31,24 +41,29 @@ impl Pgid {
     }
 
     /// Sends `signal` to every process of the group; a group already gone is not an error.
-    pub fn signal(self, signal: libc::c_int) -> io::Result<()> {
-        // SAFETY: kill(2) has no memory preconditions; a negative pid addresses the group.
-        if unsafe { libc::kill(-self.0, signal) } == 0 {
-            return Ok(());
+    pub fn signal(self, signal: Signal) -> io::Result<()> {
+        if self.0 <= 1 || self.0 == nix::unistd::getpgrp().as_raw() {
+            // Never our own group, never every process.
+            return Err(io::Error::other(format!(
+                "refusing to signal group {}",
+                self.0
+            )));
         }
-        match io::Error::last_os_error() {
-            e if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-            e => Err(e),
+        match killpg(Pid::from_raw(self.0), signal) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Returns whether any live (non-zombie) process is still in the group.
-    pub fn alive(self) -> bool {
-        // SAFETY: signal 0 only checks for existence.
-        if unsafe { libc::kill(-self.0, 0) } != 0 {
-            return false;
-        }
-        // Zombies count for kill(2) until their parent reaps them; look for a live member.
+    /// Returns whether any process (a zombie counts) is still in the group.
+    pub fn exists(self) -> bool {
+        !matches!(killpg(Pid::from_raw(self.0), None), Err(Errno::ESRCH))
+    }
+
+    /// Returns whether any live (non-zombie) process is in the group, by a scan of `/proc`.
+    ///
+    /// Blocking: call it from a blocking thread.
+    pub fn has_live_member(self) -> bool {
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return true;
         };
@@ -66,11 +81,27 @@ impl Pgid {
     }
 
     /// Waits until the group is empty or `deadline` passes; returns whether it emptied.
+    ///
+    /// `kill(-pgid, 0)` answers at once but counts zombies; members reparented to pilot-host are reaped
+    /// by it, others by their parents. If the group still shows after 50 ms, a `/proc` scan on a
+    /// blocking thread tells whether only zombies are left.
     pub async fn wait_empty(self, deadline: Instant) -> bool {
-        let mut pause = Duration::from_millis(1);
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(250);
+        let mut next_scan = start + Duration::from_millis(50);
         loop {
-            if !self.alive() {
+            if !self.exists() {
                 return true;
+            }
+            let now = Instant::now();
+            if now >= next_scan {
+                let live = tokio::task::spawn_blocking(move || self.has_live_member())
+                    .await
+                    .unwrap_or(true);
+                if !live {
+                    return true;
+                }
+                next_scan = Instant::now() + Duration::from_millis(200);
             }
             if Instant::now() >= deadline {
                 return false;
@@ -81,124 +112,27 @@ impl Pgid {
     }
 }
 
-/// A child that leads a process group of its own.
-#[derive(Debug)]
-pub struct Spawned {
-    /// The child, with stdout and stderr piped.
-    pub child: Child,
-    /// Its pid, which is also its group's id.
-    pub pid: u32,
-    /// Its group.
-    pub pgid: Pgid,
-}
-
 /// The open-file limit pilot-host was started with, saved by [`raise_nofile_limit`].
-static ORIGINAL_NOFILE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+static ORIGINAL_NOFILE: OnceLock<(u64, u64)> = OnceLock::new();
 
 /// Raises pilot-host's soft open-file limit to the hard limit: each child costs it a few descriptors,
 /// and the default 1024 would cap a manifest at a few hundred processes. Children get the original back.
 pub fn raise_nofile_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
     };
-    // SAFETY: getrlimit/setrlimit write to and read from a valid rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
-        {
-            return;
-        }
-        let _ = ORIGINAL_NOFILE.set(limit);
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
-            tracing::debug!(
-                "cannot raise the open-file limit: {}",
-                io::Error::last_os_error()
-            );
-        }
+    if soft >= hard {
+        return;
+    }
+    let _ = ORIGINAL_NOFILE.set((soft, hard));
+    if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        tracing::debug!("cannot raise the open-file limit: {e}");
     }
 }
 
-fn child_nofile_limit() -> Option<libc::rlimit> {
+/// Returns the open-file limit children get, if pilot-host raised its own.
+pub fn child_nofile_limit() -> Option<(u64, u64)> {
     ORIGINAL_NOFILE.get().copied()
-}
-
-/// Builds the CPU set for `cpus`, before forking (nothing may allocate after the fork).
-fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
-    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        for &cpu in cpus {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        set
-    }
-}
-
-/// Starts `spec` in a new process group, with its env, working directory and CPU affinity, and
-/// PR_SET_PDEATHSIG so it dies with pilot-host.
-///
-/// Call this from a thread that lives as long as pilot-host (a tokio worker): the death signal fires
-/// when the *thread* that forked the child exits.
-pub fn spawn(spec: &ProcessSpec) -> io::Result<Spawned> {
-    let mut cmd = Command::new(&spec.executable);
-    cmd.args(&spec.args)
-        .envs(&spec.env)
-        .current_dir(&spec.working_directory)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(false);
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    let affinity = spec.affinity.as_deref().map(cpu_set);
-    let nofile = child_nofile_limit();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (prctl, getppid, setrlimit, sched_setaffinity) on data prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                // pilot-host died before the death signal was armed.
-                return Err(io::Error::other(
-                    "pilot-host exited while starting the child",
-                ));
-            }
-            if let Some(limit) = &nofile {
-                // Children get the open-file limit pilot-host itself was started with.
-                libc::setrlimit(libc::RLIMIT_NOFILE, limit);
-            }
-            if let Some(set) = &affinity {
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
-    let pid = child
-        .id()
-        .ok_or_else(|| io::Error::other("the child exited before its pid was read"))?;
-    Ok(Spawned {
-        child,
-        pid,
-        pgid: Pgid(pid as i32),
-    })
 }
 
 /// How a stop went.
@@ -221,20 +155,19 @@ pub async fn stop(
     kill_timeout: Duration,
 ) -> StopReport {
     let deadline = Instant::now() + grace;
-    let _ = pgid.signal(libc::SIGTERM);
+    let _ = pgid.signal(Signal::SIGTERM);
     let mut status = tokio::time::timeout_at(deadline, child.wait())
         .await
         .ok()
         .and_then(Result::ok);
-    let emptied = status.is_some() && pgid.wait_empty(deadline).await;
-    if emptied {
+    if status.is_some() && pgid.wait_empty(deadline).await {
         return StopReport {
             status,
             killed: false,
             leftovers: false,
         };
     }
-    let _ = pgid.signal(libc::SIGKILL);
+    let _ = pgid.signal(Signal::SIGKILL);
     let kill_deadline = Instant::now() + kill_timeout;
     if status.is_none() {
         status = tokio::time::timeout_at(kill_deadline, child.wait())
@@ -250,28 +183,35 @@ pub async fn stop(
     }
 }
 
-/// A guard process that SIGKILLs every registered group when pilot-host dies, even by SIGKILL.
+/// A guard process that SIGKILLs every registered group when pilot-host dies, even by SIGKILL, and
+/// then every process still carrying this run's [`RUN_VAR`].
 ///
-/// The death signal reaches only direct children; grandchildren in their groups would be orphaned.
-/// The guard is a second, tiny pilot-host (`pilot-host __guard`) in a group of its own, reading
-/// `+PGID` / `-PGID` lines on its stdin; at end of input it kills the groups still registered.
+/// The death signal reaches only direct children; grandchildren in their groups, and descendants that
+/// left them (daemons), would be orphaned. The guard is a second, tiny pilot-host (`pilot-host
+/// __guard RUN`) in a group of its own, reading `+PGID` / `-PGID` lines on its stdin; at end of input
+/// it kills the groups still registered, then sweeps `/proc` for the run's marker.
 #[derive(Debug)]
 pub struct Guard {
     stdin: Mutex<std::process::ChildStdin>,
 }
 
 impl Guard {
-    /// Starts the guard from `exe` (the pilot-host binary).
-    pub fn start(exe: &std::path::Path) -> io::Result<Guard> {
+    /// Starts the guard from `exe` (the pilot-host binary) for run `run_id`.
+    pub fn start(exe: &std::path::Path, run_id: &str) -> io::Result<Guard> {
         let mut child = std::process::Command::new(exe)
-            .arg("__guard")
+            .args(["__guard", run_id])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()?;
         let stdin = child.stdin.take().expect("stdin is piped");
-        // The guard outlives us on purpose; it exits at end of input.
+        // Never reaped by the orphan reaper: it is ours, and it outlives us on purpose.
+        super::spawn::spawned()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pids
+            .insert(child.id());
         std::mem::forget(child);
         Ok(Guard {
             stdin: Mutex::new(stdin),
@@ -297,14 +237,19 @@ impl Guard {
     }
 }
 
-/// The guard's main loop: track groups from stdin, kill those left at end of input.
-pub fn run_guard() -> std::process::ExitCode {
+/// The guard's main loop: track groups from stdin, kill those left at end of input, then every
+/// process that carries `PILOT_HOST_RUN=run_id`.
+pub fn run_guard(run_id: &str) -> std::process::ExitCode {
+    use nix::sys::signal::{signal, SigHandler};
     use std::io::BufRead as _;
-    // SAFETY: ignoring signals has no preconditions; the guard must survive a Ctrl-C meant for us.
-    unsafe {
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
-            libc::signal(sig, libc::SIG_IGN);
-        }
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: SIG_IGN installs no handler; the guard must survive a Ctrl-C meant for pilot-host.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
     let mut groups = std::collections::BTreeSet::new();
     for line in io::stdin().lock().lines() {
@@ -321,7 +266,54 @@ pub fn run_guard() -> std::process::ExitCode {
         }
     }
     for id in groups {
-        let _ = Pgid(id).signal(libc::SIGKILL);
+        let _ = Pgid(id).signal(Signal::SIGKILL);
+    }
+    if !run_id.is_empty() {
+        // Daemons that left their groups: kill by the run's marker until none is left (they may fork).
+        let marker = format!("{RUN_VAR}={run_id}");
+        for _ in 0..20 {
+            let marked = marked_processes(&marker);
+            if marked.is_empty() {
+                break;
+            }
+            for pid in marked {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// Returns the live processes whose environment holds `marker` (`KEY=VALUE`), except this one.
+pub fn marked_processes(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            let alive = super::procstat::read(&pid.to_string())
+                .is_some_and(|s| !matches!(s.state, b'Z' | b'X'));
+            alive && environ_has(pid, marker)
+        })
+        .collect()
+}
+
+/// Returns whether `/proc/PID/environ` holds the entry `marker` (`KEY=VALUE`).
+pub fn environ_has(pid: u32, marker: &str) -> bool {
+    environ_value(pid, marker.split('=').next().unwrap_or_default())
+        .is_some_and(|v| marker.split_once('=').is_some_and(|(_, want)| v == want))
+}
+
+/// Returns the value of variable `key` in `/proc/PID/environ`, if readable and set.
+pub fn environ_value(pid: u32, key: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0).find_map(|entry| {
+        let rest = entry.strip_prefix(key.as_bytes())?.strip_prefix(b"=")?;
+        Some(String::from_utf8_lossy(rest).into_owned())
+    })
 }

@@ -6,7 +6,7 @@
 //! one sample a second. `/proc/PID/stat` has everything needed: utime, stime, start time and RSS.
 //!
 //! CPU % is the CPU time used between two samples of the same process over the time between them, so
-//! the first sample of a process reads 0 (as any delta-based reading must). At most [`KEEP_OPEN`] files
+//! the first sample of a process reads 0 (as any delta-based reading must). At most `keep_open()` files
 //! stay open, so the sampler never takes more than its share of the descriptors; past that, a file is
 //! opened and closed at each sample.
 
@@ -15,8 +15,15 @@ use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::time::Instant;
 
-/// How many `/proc/PID/stat` files are kept open at most.
-pub const KEEP_OPEN: usize = 256;
+/// How many `/proc/PID/stat` files are kept open at most: a quarter of the open-file limit, so a
+/// thousand children are read with one `pread` each and the sampler never takes more than its share.
+fn keep_open() -> usize {
+    static KEEP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *KEEP.get_or_init(|| {
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(256, |(soft, _)| (soft / 4).clamp(64, 16_384) as usize)
+    })
+}
 
 /// The fields of `/proc/PID/stat` the supervisor uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,25 +79,24 @@ pub struct Sampler {
 
 impl Default for Sampler {
     fn default() -> Self {
-        // SAFETY: sysconf has no preconditions.
-        let (hz, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_CLK_TCK),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
+        use nix::unistd::{sysconf, SysconfVar};
+        let hz = sysconf(SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
+        let page = sysconf(SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096);
         Sampler {
             followed: HashMap::new(),
-            ticks_per_sec: if hz > 0 { hz as f64 } else { 100.0 },
-            page_size: if page > 0 { page as u64 } else { 4096 },
+            ticks_per_sec: hz.max(1) as f64,
+            page_size: page.max(1) as u64,
         }
     }
 }
 
 impl Sampler {
-    /// Returns CPU % (of one core, since the previous sample) and RSS in bytes of each of `pids`
-    /// (`None` for a process that is gone), and forgets processes not in `pids`.
-    pub fn sample(&mut self, pids: &[u32]) -> Vec<Option<(f64, u64)>> {
+    /// Returns CPU % (of one core, since the previous sample), RSS in bytes and CPU seconds used of
+    /// each of `pids` (`None` for a process that is gone), and forgets processes not in `pids`.
+    pub fn sample(&mut self, pids: &[u32]) -> Vec<Option<(f64, u64, f64)>> {
         let wanted: HashSet<u32> = pids.iter().copied().collect();
         self.followed.retain(|pid, _| wanted.contains(pid));
         pids.iter()
@@ -98,7 +104,7 @@ impl Sampler {
             .collect()
     }
 
-    fn read(&mut self, pid: u32, now: Instant) -> Option<(f64, u64)> {
+    fn read(&mut self, pid: u32, now: Instant) -> Option<(f64, u64, f64)> {
         let mut buf = [0u8; 1024];
         let kept = self
             .followed
@@ -121,7 +127,7 @@ impl Sampler {
                     start_time: 0,
                     last: None,
                 });
-                if followed.file.is_some() || open < KEEP_OPEN {
+                if followed.file.is_some() || open < keep_open() {
                     followed.file = Some(file);
                 }
                 len
@@ -141,7 +147,8 @@ impl Sampler {
             _ => 0.0,
         };
         followed.last = Some((line.cpu_ticks, now));
-        Some((cpu, line.rss_pages * self.page_size))
+        let seconds = line.cpu_ticks as f64 / self.ticks_per_sec;
+        Some((cpu, line.rss_pages * self.page_size, seconds))
     }
 }
 
@@ -169,7 +176,7 @@ mod tests {
     fn our_own_process_is_read_and_a_second_sample_measures_cpu() {
         let me = std::process::id();
         let mut sampler = Sampler::default();
-        let (cpu, rss) = sampler.sample(&[me])[0].expect("this process exists");
+        let (cpu, rss, _) = sampler.sample(&[me])[0].expect("this process exists");
         assert_eq!(cpu, 0.0, "the first sample has nothing to compare with");
         assert!(rss > 0);
         let start = Instant::now();
@@ -177,8 +184,9 @@ mod tests {
         while start.elapsed().as_millis() < 100 {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
-        let (cpu, _) = sampler.sample(&[me])[0].expect("this process exists");
+        let (cpu, _, seconds) = sampler.sample(&[me])[0].expect("this process exists");
         assert!(cpu > 0.0, "busy for 100 ms, cpu {cpu}");
+        assert!(seconds >= 0.05, "busy for 100 ms, {seconds} CPU seconds");
         assert_eq!(sampler.sample(&[u32::MAX]), vec![None]);
         assert!(
             sampler.followed.is_empty(),

@@ -7,6 +7,9 @@
 //!   removed before the process starts, so an old run cannot make a new one look ready.
 //! - `pipe`: a FIFO, created 0600 if absent (and removed once ready), read without blocking; ready on a
 //!   line `ready`. It is opened read-write so a writer that opens and closes without a word is no EOF.
+//!   Services written for Process Pilot replace the FIFO with their own and retry a non-blocking open
+//!   for writing until a reader appears: the folder is watched, and every new FIFO at the path is opened
+//!   and read too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,7 +36,28 @@ pub enum Prepared {
         path: PathBuf,
         /// Whether we created it (and so remove it).
         created: bool,
+        /// Its device and inode, to tell it from a FIFO a service puts in its place.
+        id: (u64, u64),
     },
+}
+
+/// Readers that keep draining FIFOs after readiness, so the child never meets a closed pipe; they stop
+/// when this is dropped.
+#[derive(Debug, Default)]
+pub struct Drain(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        for reader in &self.0 {
+            reader.abort();
+        }
+    }
+}
+
+fn fifo_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.file_type().is_fifo().then(|| (meta.dev(), meta.ino()))
 }
 
 /// Prepares `strategy` before the spawn: removes a stale ready file, creates and opens the FIFO.
@@ -61,13 +85,8 @@ fn open_fifo(path: &Path) -> Result<Prepared, String> {
         Ok(meta) if meta.file_type().is_fifo() => false,
         Ok(_) => return Err(format!("`{}` exists and is not a FIFO", path.display())),
         Err(_) => {
-            let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-                .map_err(|_| format!("`{}` contains a NUL byte", path.display()))?;
-            // SAFETY: c_path is a valid NUL-terminated string.
-            if unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) } != 0 {
-                let e = std::io::Error::last_os_error();
-                return Err(format!("cannot create FIFO `{}`: {e}", path.display()));
-            }
+            nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(|e| format!("cannot create FIFO `{}`: {e}", path.display()))?;
             true
         }
     };
@@ -75,10 +94,12 @@ fn open_fifo(path: &Path) -> Result<Prepared, String> {
         .read_write(true)
         .open_receiver(path)
         .map_err(|e| format!("cannot open FIFO `{}`: {e}", path.display()))?;
+    let id = fifo_id(path).ok_or_else(|| format!("FIFO `{}` vanished", path.display()))?;
     Ok(Prepared::Pipe {
         receiver,
         path: path.to_path_buf(),
         created,
+        id,
     })
 }
 
@@ -103,15 +124,17 @@ fn note(why_not: &std::sync::Mutex<String>, reason: impl FnOnce() -> String) {
 }
 
 /// Waits until ready; an error is the reason it never will be. The caller bounds it with the timeout.
-/// A pipe's reader is handed back so it is drained until the process exits.
-pub async fn wait(w: ReadyWait) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+/// A pipe's readers are handed back so they drain the FIFOs until the process exits.
+pub async fn wait(w: ReadyWait) -> Result<Drain, String> {
     match (&w.strategy, w.prepared) {
-        (ReadyStrategy::Tcp { host, port }, _) => tcp(host, *port, &w.why_not).await.map(|()| None),
+        (ReadyStrategy::Tcp { host, port }, _) => tcp(host, *port, &w.why_not)
+            .await
+            .map(|()| Drain::default()),
         (ReadyStrategy::File { path }, _) => {
             note(&w.why_not, || {
                 format!("`{}` does not exist", path.display())
             });
-            file(path).await.map(|()| None)
+            file(path).await.map(|()| Drain::default())
         }
         (
             ReadyStrategy::Pipe { .. },
@@ -119,12 +142,13 @@ pub async fn wait(w: ReadyWait) -> Result<Option<tokio::task::JoinHandle<()>>, S
                 receiver,
                 path,
                 created,
+                id,
             },
         ) => {
             note(&w.why_not, || {
                 format!("no line `ready` in FIFO `{}`", path.display())
             });
-            fifo(receiver, &path, created).await.map(Some)
+            Ok(fifo(receiver, &path, created, id).await)
         }
         (ReadyStrategy::Pipe { path }, Prepared::Nothing) => {
             Err(format!("FIFO `{}` was not prepared", path.display()))
@@ -137,7 +161,7 @@ pub async fn wait(w: ReadyWait) -> Result<Option<tokio::task::JoinHandle<()>>, S
             &w.why_not,
         )
         .await
-        .map(|()| None),
+        .map(|()| Drain::default()),
     }
 }
 
@@ -186,30 +210,66 @@ async fn file(path: &Path) -> Result<(), String> {
     }
 }
 
-async fn fifo(
+/// Reads lines from `receiver` until it ends; tells `ready` when a line `ready` arrives.
+fn read_fifo(
     receiver: pipe::Receiver,
-    path: &Path,
-    created: bool,
-) -> Result<tokio::task::JoinHandle<()>, String> {
-    let mut lines = tokio::io::BufReader::new(receiver);
-    let mut line = String::new();
+    ready: tokio::sync::mpsc::UnboundedSender<()>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(receiver);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match lines.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line.trim() == "ready" => {
+                    let _ = ready.send(());
+                }
+                Ok(_) => {}
+            }
+        }
+    })
+}
+
+async fn fifo(receiver: pipe::Receiver, path: &Path, created: bool, ours: (u64, u64)) -> Drain {
+    use notify::Watcher;
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
+    let mut drain = Drain(vec![read_fifo(receiver, ready_tx.clone())]);
+    let mut opened = vec![ours];
+    // A service may replace our FIFO with its own: watch the folder and read every new one too.
+    let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let _watcher = notify::recommended_watcher(move |_| {
+        let _ = tx.send(());
+    })
+    .and_then(|mut w| {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        w.watch(dir, notify::RecursiveMode::NonRecursive)
+            .map(|()| w)
+    });
     loop {
-        line.clear();
-        match lines.read_line(&mut line).await {
-            Ok(0) => return Err(format!("FIFO `{}` was closed", path.display())),
-            Ok(_) if line.trim() == "ready" => break,
-            Ok(_) => {}
-            Err(e) => return Err(format!("cannot read FIFO `{}`: {e}", path.display())),
+        tokio::select! {
+            _ = ready.recv() => break,
+            _ = changes.recv() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        if let Some(id) = fifo_id(path).filter(|id| !opened.contains(id)) {
+            opened.push(id);
+            match pipe::OpenOptions::new()
+                .read_write(true)
+                .open_receiver(path)
+            {
+                Ok(receiver) => {
+                    tracing::debug!("reading the new FIFO at `{}` too", path.display());
+                    drain.0.push(read_fifo(receiver, ready_tx.clone()));
+                }
+                Err(e) => tracing::debug!("cannot open the new FIFO `{}`: {e}", path.display()),
+            }
         }
     }
-    if created {
+    if created && fifo_id(path) == Some(ours) {
         let _ = std::fs::remove_file(path);
     }
-    // Keep reading so the child never meets a closed pipe (SIGPIPE) if it writes again.
-    Ok(tokio::spawn(async move {
-        let mut sink = tokio::io::sink();
-        let _ = tokio::io::copy(&mut lines, &mut sink).await;
-    }))
+    drain
 }
 
 async fn plugin(

@@ -1,16 +1,17 @@
-//! The state of a supervised process, as its task publishes it.
+//! The state of a supervised process: the coordinator's [`Phase`], one enum whose variants carry their
+//! data, and the public [`State`] and [`ProcessStatus`] derived from it.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-/// Where a process is in its life.
+/// Where a process is in its life (the name of its phase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Waiting for its dependencies.
     Pending,
-    /// Spawned, readiness not yet confirmed.
+    /// Being started, or spawned and not yet confirmed ready.
     Starting,
     /// Spawned and confirmed ready by its ready strategy.
     Ready,
@@ -55,6 +56,99 @@ impl State {
     }
 }
 
+/// A process's phase as the coordinator keeps it; each variant holds what is true only in it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Phase {
+    /// Waiting for its dependencies to be up before it starts on its own.
+    Pending,
+    /// A run was started: hooks and preparation, then the spawn (`pid` once spawned).
+    Starting {
+        /// The child, once spawned.
+        pid: Option<u32>,
+        /// When the run began.
+        since: Instant,
+    },
+    /// Spawned and up: confirmed ready by its strategy, or without one.
+    Up {
+        /// The child.
+        pid: u32,
+        /// When it was spawned.
+        since: Instant,
+        /// Whether a ready strategy confirmed it.
+        ready: bool,
+    },
+    /// Its group is being stopped.
+    Stopping {
+        /// The child, if one was spawned.
+        pid: Option<u32>,
+        /// When the stop began.
+        since: Instant,
+    },
+    /// Exited; starts again at `until`.
+    BackingOff {
+        /// When the restart is due.
+        until: Instant,
+    },
+    /// Not running, as configured or asked.
+    Stopped {
+        /// Why, when there is more to say.
+        reason: Option<String>,
+    },
+    /// Given up on.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// Never started: a dependency failed or ended.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Phase {
+    /// Returns the public name of the phase.
+    pub fn state(&self) -> State {
+        match self {
+            Phase::Pending => State::Pending,
+            Phase::Starting { .. } => State::Starting,
+            Phase::Up { ready: true, .. } => State::Ready,
+            Phase::Up { ready: false, .. } => State::Running,
+            Phase::Stopping { .. } => State::Stopping,
+            Phase::BackingOff { .. } => State::BackingOff,
+            Phase::Stopped { .. } => State::Stopped,
+            Phase::Failed { .. } => State::Failed,
+            Phase::Skipped { .. } => State::Skipped,
+        }
+    }
+
+    /// Returns the live child's pid.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Phase::Starting { pid, .. } | Phase::Stopping { pid, .. } => *pid,
+            Phase::Up { pid, .. } => Some(*pid),
+            _ => None,
+        }
+    }
+
+    /// Returns why the process is where it is, if there is more to say.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Phase::Stopped { reason } => reason.as_deref(),
+            Phase::Failed { reason } | Phase::Skipped { reason } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Returns whether a run (and maybe a child) exists.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self,
+            Phase::Starting { .. } | Phase::Up { .. } | Phase::Stopping { .. }
+        )
+    }
+}
+
 /// A snapshot of one process.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessStatus {
@@ -62,6 +156,8 @@ pub struct ProcessStatus {
     pub name: String,
     /// Its state.
     pub state: State,
+    /// Whether dependents may rely on it (ready, or running without a ready strategy).
+    pub ready: bool,
     /// Its pid (also its process group id) while it runs.
     pub pid: Option<u32>,
     /// How often it was restarted.
@@ -71,35 +167,40 @@ pub struct ProcessStatus {
     /// When its current run started.
     #[serde(skip)]
     pub started: Option<Instant>,
-    /// How its last run ended, e.g. `exit status 3`.
+    /// When its current run started, in seconds since the Unix epoch.
+    pub start_time: Option<f64>,
+    /// Seconds since its current run started (0 when not running).
+    pub uptime_sec: f64,
+    /// How its last run ended, e.g. `status 3` or `signal 9 (SIGKILL)`.
     pub last_exit: Option<String>,
     /// Why it is failed, skipped or stopped, if there is more to say.
     pub reason: Option<String>,
+    /// Seconds until a restart that is backing off.
+    pub retry_in_sec: Option<f64>,
+    /// The processes it depends on.
+    pub dependencies: Vec<String>,
+    /// CPU use at the latest sample, in percent of one core.
+    pub cpu_percent: f64,
+    /// Resident memory at the latest sample, in bytes.
+    pub rss_bytes: u64,
+    /// CPU time used by its current child, in seconds, at the latest sample.
+    pub cpu_seconds_total: f64,
+    /// Descendants that left its process group and were adopted by pilot-host (pids).
+    pub adopted: Vec<u32>,
 }
 
 impl ProcessStatus {
-    /// A process that has not started yet.
-    pub fn pending(name: &str) -> ProcessStatus {
-        ProcessStatus {
-            name: name.to_string(),
-            state: State::Pending,
-            pid: None,
-            restarts: 0,
-            last_pid: None,
-            started: None,
-            last_exit: None,
-            reason: None,
-        }
-    }
-
     /// Returns seconds since the current run started, or 0.
     pub fn uptime_sec(&self) -> f64 {
-        match (
-            self.state.is_up() || self.state == State::Starting,
-            self.started,
-        ) {
-            (true, Some(t)) => t.elapsed().as_secs_f64(),
-            _ => 0.0,
-        }
+        self.uptime_sec
     }
+}
+
+/// Turns an instant of this process's clock into seconds since the Unix epoch.
+pub(super) fn unix_time(at: Instant) -> f64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    now - at.elapsed().as_secs_f64()
 }

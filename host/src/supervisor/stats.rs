@@ -1,81 +1,77 @@
 //! Resource sampling: one read of every running process per interval, off the supervision path (on a
-//! blocking thread), then the stat handlers, whose actions apply only to their processes.
+//! blocking thread), with a scan for adopted descendants when pilot-host is a subreaper; then the stat
+//! handlers, whose actions apply only to the processes that name them.
 //!
 //! CPU % is computed from the difference between two samples of the same process, which is why one
 //! [`Sampler`] lives as long as the loop (a fresh one per sample would read 0).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use super::coordinator::Request;
 use super::procstat::Sampler;
-use super::Handle;
+use super::{orphans, Handle};
 use crate::extension::{ProcessStats, StatAction};
 
-/// Samples every `interval` until the supervisor ends.
-pub(super) async fn sample_loop(handle: Handle, interval: Duration) {
+/// Samples every interval (as the manifest in effect says) until the supervision is over.
+pub(super) async fn sample_loop(handle: Handle, adopt: bool) {
     let sampler = Arc::new(Mutex::new(Sampler::default()));
-    let mut maxima: Vec<(f64, u64)> = vec![(0.0, 0); handle.shared.names.len()];
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let Some(Some(first)) = handle.ask(Request::Targets).await else {
+        return;
+    };
+    let mut interval = first.interval;
     loop {
-        ticker.tick().await;
-        let statuses = handle.status();
-        let pids: Vec<u32> = statuses.iter().filter_map(|s| s.pid).collect();
+        tokio::time::sleep(interval).await;
+        let Some(Some(targets)) = handle.ask(Request::Targets).await else {
+            return;
+        };
+        interval = targets.interval;
+        let live: Vec<(Arc<str>, u32)> = targets
+            .pids
+            .iter()
+            .filter_map(|(n, pid)| Some((n.clone(), (*pid)?)))
+            .collect();
         let sampler = sampler.clone();
-        let readings = tokio::task::spawn_blocking(move || {
-            sampler
+        let (readings, found) = tokio::task::spawn_blocking(move || {
+            let pids: Vec<u32> = live.iter().map(|(_, p)| *p).collect();
+            let values = sampler
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .sample(&pids)
+                .sample(&pids);
+            let readings: Vec<_> = live
+                .into_iter()
+                .zip(values)
+                .filter_map(|((name, pid), v)| Some((name, pid, v?)))
+                .collect();
+            (readings, adopt.then(orphans::scan))
         })
         .await
         .unwrap_or_default();
-        let mut readings = readings.into_iter();
-        let mut sample = Vec::with_capacity(statuses.len());
-        for (i, status) in statuses.iter().enumerate() {
-            let (cpu, rss) = match status.pid {
-                Some(_) => readings.next().flatten().unwrap_or((0.0, 0)),
-                None => (0.0, 0),
-            };
-            let max = &mut maxima[i];
-            max.0 = max.0.max(cpu);
-            max.1 = max.1.max(rss);
-            sample.push(ProcessStats {
-                name: status.name.clone(),
-                pid: status.pid,
-                cpu_percent: cpu,
-                max_cpu_percent: max.0,
-                rss_bytes: rss,
-                max_rss_bytes: max.1,
-                restarts: status.restarts,
-                uptime_sec: status.uptime_sec(),
-            });
-        }
-        *handle
-            .shared
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = sample.clone();
-        run_handlers(&handle, &sample).await;
+        let Some(sample) = handle.ask(|tx| Request::Sampled(readings, found, tx)).await else {
+            return;
+        };
+        run_handlers(&handle, &targets.handlers, &sample).await;
     }
 }
 
 /// Hands each stat handler the stats of the processes naming it, and applies its actions.
-async fn run_handlers(handle: &Handle, sample: &[ProcessStats]) {
-    for handler in &handle.shared.stat_handlers {
+async fn run_handlers(
+    handle: &Handle,
+    handlers: &[(String, Vec<String>)],
+    sample: &[ProcessStats],
+) {
+    for (handler, names) in handlers {
         let mine: Vec<ProcessStats> = sample
             .iter()
-            .zip(&handle.shared.specs)
-            .filter(|(_, spec)| spec.stat_handlers.contains(handler))
-            .map(|(s, _)| s.clone())
+            .filter(|s| names.contains(&s.name))
+            .cloned()
             .collect();
-        let actions = handle.shared.extensions.stats(handler, &mine).await;
+        let actions = handle.extensions.stats(handler, &mine).await;
         for action in actions {
             let (process, reason, restart) = match action {
                 StatAction::Restart { process, reason } => (process, reason, true),
                 StatAction::Stop { process, reason } => (process, reason, false),
             };
-            if !mine.iter().any(|s| s.name == process) {
+            if !names.contains(&process) {
                 tracing::warn!("stat handler `{handler}` asked to act on `{process}`, which does not name it; ignored");
                 continue;
             }

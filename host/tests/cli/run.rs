@@ -276,7 +276,7 @@ processes:
     );
     assert!(
         pilot.stderr_text().contains(
-            "crashy: failed: crash loop: 5 exits within 60 s (last: status 3); giving up"
+            "crashy: failed: crash loop: 5 quick exits within 60 s (last: status 3); giving up"
         ),
         "{}",
         pilot.stderr_text()

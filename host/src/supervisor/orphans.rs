@@ -1,0 +1,171 @@
+//! Descendants that escape their process group: pilot-host is a child subreaper, so a daemon whose
+//! parent dies (`setsid cmd &`, a double fork) is reparented to pilot-host instead of init. Here they
+//! are found (our children that we did not spawn), told apart by the [`PROCESS_VAR`] their process
+//! gave them, reaped when they end (without touching the children pilot-host spawned, which are reaped
+//! through their pidfds), and stopped with their process.
+//!
+//! Everything here reads `/proc` and is blocking: run it on a blocking thread.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::time::Instant;
+
+use super::pgroup::{environ_value, Pgid, PROCESS_VAR};
+use super::spawn::spawned;
+
+/// A descendant adopted by pilot-host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    /// Its pid.
+    pub pid: u32,
+    /// Its process group.
+    pub pgid: i32,
+    /// The manifest process it came from, if its environment still says.
+    pub process: Option<String>,
+}
+
+/// Makes pilot-host a child subreaper.
+pub fn become_subreaper() -> std::io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(Into::into)
+}
+
+/// Reads the pids of this process's children, from every thread's `children` file.
+fn children() -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Runs `f` on the children pilot-host did not spawn, while no spawn is under way (a child being
+/// spawned is not yet known as ours and must not be mistaken for an orphan).
+fn with_adopted<T>(f: impl FnOnce(Vec<u32>) -> T) -> T {
+    loop {
+        let guard = spawned().lock().unwrap_or_else(|p| p.into_inner());
+        if guard.in_flight > 0 {
+            drop(guard);
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        let adopted: Vec<u32> = children()
+            .into_iter()
+            .filter(|pid| !guard.pids.contains(pid))
+            .collect();
+        // Held while `f` runs, so no spawn starts meanwhile.
+        let out = f(adopted);
+        drop(guard);
+        return out;
+    }
+}
+
+/// Reaps the adopted children that have ended; returns their pids.
+pub fn reap() -> Vec<u32> {
+    with_adopted(|adopted| {
+        adopted
+            .into_iter()
+            .filter(|&pid| {
+                let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
+                matches!(
+                    waitid(Id::Pid(Pid::from_raw(pid as i32)), flags),
+                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+                )
+            })
+            .collect()
+    })
+}
+
+/// Lists the live adopted children, with where they came from.
+pub fn scan() -> Vec<Orphan> {
+    with_adopted(|adopted| adopted.into_iter().filter_map(describe).collect())
+}
+
+fn describe(pid: u32) -> Option<Orphan> {
+    let stat = super::procstat::read(&pid.to_string())?;
+    if matches!(stat.state, b'Z' | b'X') {
+        return None;
+    }
+    Some(Orphan {
+        pid,
+        pgid: stat.pgrp as i32,
+        process: environ_value(pid, PROCESS_VAR),
+    })
+}
+
+/// Groups orphans by the process they came from.
+pub fn by_process(orphans: Vec<Orphan>) -> BTreeMap<Option<String>, Vec<Orphan>> {
+    let mut map: BTreeMap<Option<String>, Vec<Orphan>> = BTreeMap::new();
+    for o in orphans {
+        map.entry(o.process.clone()).or_default().push(o);
+    }
+    map
+}
+
+/// Returns whether `pid` is still a live process.
+fn alive(pid: u32) -> bool {
+    super::procstat::read(&pid.to_string()).is_some_and(|s| !matches!(s.state, b'Z' | b'X'))
+}
+
+fn signal(o: &Orphan, sig: Signal) {
+    // Its own group if it leads one (a `setsid` daemon), else the pid alone: its group may be one
+    // that is already gone or shared.
+    if o.pgid == o.pid as i32 && Pgid::of_child(o.pid).signal(sig).is_ok() {
+        return;
+    }
+    let _ = nix::sys::signal::kill(Pid::from_raw(o.pid as i32), sig);
+}
+
+/// Stops `orphans`: SIGTERM (to their groups when they lead one), up to `grace`, then SIGKILL and up to
+/// `kill_timeout`. Returns the pids still alive after that.
+pub async fn stop(orphans: &[Orphan], grace: Duration, kill_timeout: Duration) -> Vec<u32> {
+    if orphans.is_empty() {
+        return Vec::new();
+    }
+    for o in orphans {
+        signal(o, Signal::SIGTERM);
+    }
+    let gone = |deadline: Instant| {
+        let pids: Vec<u32> = orphans.iter().map(|o| o.pid).collect();
+        async move {
+            let mut pause = Duration::from_millis(1);
+            loop {
+                let left: Vec<u32> = {
+                    let pids = pids.clone();
+                    tokio::task::spawn_blocking(move || {
+                        reap();
+                        pids.into_iter().filter(|&p| alive(p)).collect()
+                    })
+                    .await
+                    .unwrap_or_default()
+                };
+                if left.is_empty() || Instant::now() >= deadline {
+                    return left;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+        }
+    };
+    let left = gone(Instant::now() + grace).await;
+    if left.is_empty() {
+        return left;
+    }
+    for o in orphans.iter().filter(|o| left.contains(&o.pid)) {
+        signal(o, Signal::SIGKILL);
+    }
+    gone(Instant::now() + kill_timeout).await
+}
