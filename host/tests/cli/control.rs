@@ -93,10 +93,29 @@ fn every_endpoint_answers_over_the_socket() {
         json(&api, "GET", "/v1/plugins", None, 200),
         serde_json::json!([])
     );
-    assert_eq!(
-        json(&api, "POST", "/v1/reload", None, 501)["kind"],
-        "unsupported"
-    );
+    // Reload: unchanged, then an invalid file (nothing changes), then a process added.
+    let same = json(&api, "POST", "/v1/reload", None, 200);
+    assert_eq!(same["unchanged"], serde_json::json!(["a", "b"]), "{same}");
+    let good = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        good.replace("dependencies: [a]", "dependencies: [zz]"),
+    )
+    .unwrap();
+    let bad = json(&api, "POST", "/v1/reload", None, 400);
+    assert_eq!(bad["kind"], "invalid_manifest");
+    assert!(bad["error"].as_str().unwrap().contains("`zz`"), "{bad}");
+    std::fs::write(
+        &manifest,
+        format!(
+            "{good}  - {{ name: c, path: {} }}\n",
+            pilot_child().display()
+        ),
+    )
+    .unwrap();
+    let added = json(&api, "POST", "/v1/reload", None, 200);
+    assert_eq!(added["added"], serde_json::json!(["c"]), "{added}");
+    c.wait_pid("c");
 
     let (status, metrics) = call(&api, "GET", "/metrics", None);
     assert_eq!(status, 200);

@@ -86,8 +86,12 @@ fn ctl_commands_do_what_they_say_with_exit_codes() {
         .expect_code(1)
         .stderr_has("no process is called `ghost`");
     ctl(&c, &["reload"])
+        .expect_code(0)
+        .stdout_has("\"unchanged\": [");
+    std::fs::write(&manifest, "processes: []\n").unwrap();
+    ctl(&c, &["reload"])
         .expect_code(1)
-        .stderr_has("not supported");
+        .stderr_has("the manifest is not valid; nothing was changed");
     ctl(&c, &["bogus"]).expect_code(2);
 
     ctl(&c, &["shutdown"])
