@@ -95,7 +95,7 @@ fn ensure_apt(needs: &[(&str, &str)]) -> Result<(), String> {
         run(&mut cmd)
     };
     apt(&["update", "-qq"])?;
-    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    let mut install = vec!["install", "-y", "-qq"];
     install.extend(missing);
     apt(&install)
 }
