@@ -38,6 +38,12 @@ pub struct RunConfig {
     pub plugins: Option<PathBuf>,
     /// Colour the output prefixes.
     pub colour: bool,
+    /// Serve the control plane (the unix socket, and what the manifest's `control_server` adds).
+    pub control: bool,
+    /// The control socket, instead of the one derived from the manifest's path.
+    pub control_socket: Option<PathBuf>,
+    /// Keep running when every process has ended (the control plane may start them again).
+    pub stay_alive: bool,
 }
 
 /// A manifest with the plugins it was checked against.
@@ -167,6 +173,17 @@ pub async fn run(
                 })?,
         ),
     };
+    // Bound before anything starts: a second run of the same manifest is refused here.
+    let control = crate::control::Settings::for_run(
+        &config.manifest,
+        manifest.control_server.as_ref(),
+        config.control_socket.clone(),
+        config.control,
+    );
+    let control = crate::control::bind(&control)
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let stats_interval = manifest.stats_interval;
     let run_id = format!("{:016x}", fastrand::u64(..));
     let guard = std::env::current_exe()
         .and_then(|exe| Guard::start(&exe, &run_id))
@@ -181,11 +198,16 @@ pub async fn run(
         catalog: prepared.catalog,
         adopt_orphans: true,
         run_id: Some(run_id),
+        stay_alive: config.stay_alive,
         ..Default::default()
     };
     let signals = Signals::new()?;
     let supervisor = supervisor::start(manifest, options);
     tokio::spawn(signals.serve(supervisor.handle(), shutdown));
+    let _control = control.serve(crate::control::Backend::new(
+        supervisor.handle(),
+        stats_interval,
+    ));
     Ok(supervisor.wait().await)
 }
 

@@ -49,7 +49,20 @@ pub enum Command {
         /// Folder of plugin components (`*.wasm`).
         #[arg(long, value_name = "DIR")]
         plugins: Option<PathBuf>,
+        /// The control socket (default: one per manifest, in $XDG_RUNTIME_DIR/pilot-host/).
+        #[arg(long, value_name = "PATH", conflicts_with = "no_control")]
+        control_socket: Option<PathBuf>,
+        /// No control plane: no socket, no HTTP, no Process Pilot protocol.
+        #[arg(long)]
+        no_control: bool,
+        /// Keep running when every process has ended, so the control plane can start them again;
+        /// end with `pilot-host ctl shutdown` or SIGTERM.
+        #[arg(long, conflicts_with = "no_control")]
+        stay_alive: bool,
     },
+    /// Control a running pilot-host: status, start, stop, restart, logs, events, reload, shutdown.
+    /// Exit 0 done, 1 refused, 2 cannot connect or bad usage.
+    Ctl(crate::ctl::CtlArgs),
     /// Vet plugins: component type, imports as capabilities, and smoke tests under production limits.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -124,7 +137,22 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Validate { manifest, plugins } => validate(&manifest, plugins.as_deref()),
         Command::Graph(args) => graph(&args),
-        Command::Run { manifest, plugins } => run_manifest(&manifest, plugins.as_deref()),
+        Command::Run {
+            manifest,
+            plugins,
+            control_socket,
+            no_control,
+            stay_alive,
+        } => run_manifest(
+            &manifest,
+            plugins.as_deref(),
+            RunControl {
+                socket: control_socket,
+                enabled: !no_control,
+                stay_alive,
+            },
+        ),
+        Command::Ctl(args) => return crate::ctl::run(args),
         Command::Plugin(PluginCommand::Check {
             files,
             json,
@@ -213,12 +241,22 @@ pub fn graph(args: &GraphArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_manifest(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
+/// The control plane's flags of `run`.
+struct RunControl {
+    socket: Option<PathBuf>,
+    enabled: bool,
+    stay_alive: bool,
+}
+
+fn run_manifest(path: &Path, plugins: Option<&Path>, control: RunControl) -> Result<(), Failure> {
     use std::io::IsTerminal as _;
     let config = app::RunConfig {
         manifest: path.to_path_buf(),
         plugins: plugins.map(Path::to_path_buf),
         colour: std::io::stdout().is_terminal(),
+        control: control.enabled,
+        control_socket: control.socket,
+        stay_alive: control.stay_alive,
     };
     let runtime = runtime()?;
     let outcome = runtime.block_on(app::run(config, std::future::pending()));

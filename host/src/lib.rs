@@ -8,11 +8,17 @@
 //! - [`supervisor`]: starting, watching, restarting and stopping the processes; the library API.
 //! - [`extension`]: where plugins plug in (ready strategies, lifecycle hooks, stat handlers).
 //! - [`plugin`]: the WebAssembly plugin runtime: sandboxes, limits, grants, the compile cache, `plugin check`.
-//! - [`app`]: what `pilot-host run` does (plugins, guard, signals, supervision, outcome), as a library.
+//! - [`control`]: the control plane: HTTP API, dashboard and metrics on a unix socket and TCP, and
+//!   Process Pilot's TCP protocol.
+//! - [`ctl`]: `pilot-host ctl`, the control plane's client.
+//! - [`app`]: what `pilot-host run` does (plugins, guard, signals, control plane, supervision,
+//!   outcome), as a library.
 //! - [`cli`]: the command line, a thin layer over the modules above: it parses and prints.
 
 pub mod app;
 pub mod cli;
+pub mod control;
+pub mod ctl;
 pub mod extension;
 pub mod graph;
 pub mod manifest;

@@ -1,8 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
 //! - `demo`: builds the plugins and pilot-host, validates and draws `demo/manifest.yaml`, then runs it.
-//! - `test`: installs what the tests need (Graphviz, the `wasm32-wasip2` target), builds the plugins,
-//!   then runs every test.
+//! - `test`: installs what the tests need (Graphviz, tmux, Chromium and playwright-core, the
+//!   `wasm32-wasip2` target), builds the plugins, then runs every test.
 //! - `plugins`: builds the example and hostile plugins into `target/plugins/{examples,hostile}/`.
 //! - `bench`: builds release binaries and measures the supervisor (start, readiness, restart, idle,
 //!   stop) and the plugin runtime (calls, instances, compile cache, deadlines).
@@ -60,11 +60,30 @@ fn has(program: &str) -> bool {
 
 /// Installs Graphviz with apt-get when `dot` is missing and we may.
 fn ensure_graphviz() -> Result<(), String> {
-    if has("dot") {
+    ensure_apt(&[("dot", "graphviz")])
+}
+
+/// Installs, with one apt-get run, the Debian packages whose program is missing.
+fn ensure_apt(needs: &[(&str, &str)]) -> Result<(), String> {
+    let missing: Vec<&str> = needs
+        .iter()
+        .filter(|(program, _)| {
+            if program.starts_with('/') {
+                !Path::new(program).exists()
+            } else {
+                !has(program)
+            }
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     if !has("apt-get") {
-        return Err("Graphviz's `dot` is missing; install Graphviz (e.g. `brew install graphviz`) and run again".into());
+        return Err(format!(
+            "missing: {}; install them with your package manager and run again",
+            missing.join(", ")
+        ));
     }
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
     let apt = |args: &[&str]| {
@@ -76,7 +95,42 @@ fn ensure_graphviz() -> Result<(), String> {
         run(&mut cmd)
     };
     apt(&["update", "-qq"])?;
-    apt(&["install", "-y", "-qq", "graphviz"])
+    let mut install = vec!["install", "-y", "-qq"];
+    install.extend(missing);
+    apt(&install)
+}
+
+/// The version of npm's `playwright-core` the dashboard test drives Chromium with.
+const PLAYWRIGHT_CORE: &str = "1.65.1";
+
+/// Installs what the dashboard and terminal tests need: tmux, Debian's Chromium, Node.js, and
+/// `playwright-core` into `target/browser/` (it downloads no browser of its own).
+fn ensure_browser() -> Result<(), String> {
+    ensure_apt(&[
+        ("tmux", "tmux"),
+        ("/usr/bin/chromium", "chromium"),
+        ("node", "nodejs"),
+        ("npm", "npm"),
+    ])?;
+    let prefix = root().join("target/browser");
+    let installed =
+        std::fs::read_to_string(prefix.join("node_modules/playwright-core/package.json"))
+            .is_ok_and(|p| p.contains(&format!("\"version\": \"{PLAYWRIGHT_CORE}\"")));
+    if installed {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&prefix)
+        .map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
+    run(Command::new("npm")
+        .args([
+            "install",
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+        ])
+        .arg(&prefix)
+        .arg(format!("playwright-core@{PLAYWRIGHT_CORE}")))
 }
 
 fn is_root() -> bool {
@@ -113,7 +167,30 @@ fn demo(extra: &[String]) -> Result<(), String> {
         "--output-dir",
         "target/demo",
     ]))?;
-    run(Command::new(&bin).arg("run").args(with_plugins).args(extra))?;
+    let socket = root().join("target/demo/control.sock");
+    let mut pilot = Command::new(&bin)
+        .arg("run")
+        .args(with_plugins)
+        .arg("--control-socket")
+        .arg(&socket)
+        .args(extra)
+        .current_dir(root())
+        .spawn()
+        .map_err(|e| format!("cannot run pilot-host: {e}"))?;
+    // Mid-run, what `pilot-host ctl status` shows.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    println!("\n$ pilot-host ctl --socket {} status", socket.display());
+    let _ = run(Command::new(&bin)
+        .args(["ctl", "--socket"])
+        .arg(&socket)
+        .arg("status"));
+    println!();
+    let status = pilot
+        .wait()
+        .map_err(|e| format!("cannot wait for pilot-host: {e}"))?;
+    if !status.success() {
+        return Err(format!("pilot-host run failed with {status}"));
+    }
     let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap_or_default();
     println!(
         "\nThe event-log plugin wrote {} events to {}; the first ones:",
@@ -128,6 +205,7 @@ fn demo(extra: &[String]) -> Result<(), String> {
 
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_graphviz()?;
+    ensure_browser()?;
     plugins::plugins(&[])?;
     // The integration tests run `pilot-child`, a binary of another package: `cargo test` alone
     // builds only the binaries of the package under test.

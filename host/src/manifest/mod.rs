@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+mod control;
 mod error;
 mod explain;
 mod model;

@@ -154,15 +154,29 @@ impl Default for RestartPolicy {
     }
 }
 
-/// Where the control server listens.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ControlServer {
-    /// A named server as in Process Pilot (`http` is the built-in one).
-    Named(String),
-    /// HTTP on a TCP address.
-    Tcp(SocketAddr),
-    /// HTTP on a unix socket.
-    Unix(PathBuf),
+/// The control plane's settings from the manifest. The unix socket is on whatever they say (see
+/// `pilot-host run --control-socket` and `--no-control`); these add listeners and change defaults.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ControlServer {
+    /// HTTP (the API and the dashboard) on this TCP address, with a bearer token.
+    pub listen: Option<SocketAddr>,
+    /// The unix socket's path, instead of the one derived from the manifest's path.
+    pub unix_socket: Option<PathBuf>,
+    /// The file holding the bearer token.
+    pub token_file: Option<PathBuf>,
+    /// Whether `listen` may be an address other machines reach.
+    pub allow_remote: bool,
+    /// Process Pilot's own TCP protocol on this (loopback) address.
+    pub process_pilot: Option<SocketAddr>,
+    /// Most connections served at once per listener; `None`: the default.
+    pub max_connections: Option<usize>,
+}
+
+impl ControlServer {
+    /// Where `control_server: http` serves HTTP.
+    pub const HTTP_LISTEN: &'static str = "127.0.0.1:7070";
+    /// Where `control_server: tcp` serves Process Pilot's protocol, as Process Pilot did.
+    pub const PROCESS_PILOT_LISTEN: &'static str = "127.0.0.1:9999";
 }
 
 /// Limits, grants and configuration of one plugin.

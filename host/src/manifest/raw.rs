@@ -184,7 +184,8 @@ pub struct RawRestart {
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawControlServer {
-    /// The name of a control server (`http` is built in). Example: `control_server: http`
+    /// A named control server: `http` (the HTTP API on 127.0.0.1:7070) or `tcp` (Process Pilot's
+    /// protocol on 127.0.0.1:9999). Example: `control_server: tcp`
     Name(String),
     /// Explicit settings.
     Settings(RawControlSettings),
@@ -197,9 +198,27 @@ pub struct RawControlSettings {
     /// TCP address to listen on (port 0 picks a free one). Example: `listen: "127.0.0.1:7070"`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
-    /// Unix socket path to listen on instead. Example: `unix_socket: /run/pilot.sock`
+    /// Unix socket path, instead of the one derived from the manifest's path (the socket is on by
+    /// default). Example: `unix_socket: /run/pilot.sock`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unix_socket: Option<String>,
+    /// File holding the bearer token that HTTP requests on `listen` must carry (mode 0600). Default:
+    /// `PILOT_HOST_TOKEN`, else a token generated at start beside the socket.
+    /// Example: `token_file: /etc/pilot/token`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// Allow a `listen` address that is not loopback (needs `token_file`). Default false.
+    /// Example: `allow_remote: true`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_remote: Option<bool>,
+    /// Serve Process Pilot's own TCP protocol on this loopback address (`control_server: tcp` means
+    /// `127.0.0.1:9999`). Example: `process_pilot: "127.0.0.1:9999"`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_pilot: Option<String>,
+    /// Most connections served at once on each listener. Default 2048.
+    /// Example: `max_connections: 256`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
 
 /// Limits, grants and configuration of one plugin. Nothing is granted by default.
@@ -269,7 +288,7 @@ impl<'de> Deserialize<'de> for RawControlServer {
         impl<'de> Visitor<'de> for ControlVisitor {
             type Value = RawControlServer;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a name (e.g. `http`) or a mapping with `listen` or `unix_socket`")
+                f.write_str("a name (`http` or `tcp`) or a mapping of settings (e.g. `listen`)")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawControlServer, E> {
                 Ok(RawControlServer::Name(v.to_string()))

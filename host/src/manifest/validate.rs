@@ -4,7 +4,6 @@
 //! each process is checked ([`super::process`]); then what spans processes: names, dependencies, cycles.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,9 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::explain::{closest, list, serde_message};
-use super::model::{ControlServer, Manifest, PluginSettings, ProcessSpec};
+use super::model::{Manifest, PluginSettings, ProcessSpec};
 use super::process::{self, ProcessInput};
-use super::raw::{RawControlServer, RawManifest, RawPluginSettings, RawProcess};
+use super::raw::{RawManifest, RawPluginSettings, RawProcess};
 use super::resolve::{absolute, shown};
 use super::{Catalog, Problem, ProcessRef};
 use crate::graph::DepGraph;
@@ -217,7 +216,7 @@ pub(super) fn validate(
     let control_server = raw
         .control_server
         .as_ref()
-        .and_then(|s| control_server(&mut c, s));
+        .and_then(|s| super::control::control_server(&mut c, s));
     let plugins = plugin_settings(&mut c, raw.plugins.as_ref());
 
     let (specs, raws) = read_processes(&mut c, processes);
@@ -397,54 +396,6 @@ fn cross_checks(c: &mut Checker, raws: &[Named]) {
                 cycle.join(" -> ")
             ),
         );
-    }
-}
-
-fn control_server(c: &mut Checker, raw: &RawControlServer) -> Option<ControlServer> {
-    const FIELD: &str = "control_server";
-    match raw {
-        RawControlServer::Name(name) if name.trim().is_empty() => {
-            c.problem(
-                None,
-                FIELD,
-                "is empty; name a control server, e.g. `control_server: http`",
-            );
-            None
-        }
-        RawControlServer::Name(name) => {
-            if name != "http" {
-                c.warn(None, FIELD, format!("`{name}` is not a control server pilot-host provides (known: `http`); it is ignored"));
-            }
-            Some(ControlServer::Named(name.clone()))
-        }
-        RawControlServer::Settings(s) => {
-            match (&s.listen, &s.unix_socket) {
-                (Some(addr), None) => match addr.parse::<SocketAddr>() {
-                    Ok(a) => Some(ControlServer::Tcp(a)),
-                    Err(_) => {
-                        c.problem(None, "control_server.listen", format!("`{addr}` is not an address; write `IP:PORT`, e.g. `127.0.0.1:7070`"));
-                        None
-                    }
-                },
-                (None, Some(path)) => Some(ControlServer::Unix(absolute(path, &c.base))),
-                (Some(_), Some(_)) => {
-                    c.problem(
-                        None,
-                        FIELD,
-                        "sets both `listen` and `unix_socket`; keep one",
-                    );
-                    None
-                }
-                (None, None) => {
-                    c.problem(
-                        None,
-                        FIELD,
-                        "needs `listen` (e.g. `127.0.0.1:7070`) or `unix_socket` (a path)",
-                    );
-                    None
-                }
-            }
-        }
     }
 }
 

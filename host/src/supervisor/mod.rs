@@ -388,11 +388,10 @@ impl Handle {
     pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let source = self.manifest().await?.source.clone();
         let catalog = self.catalog.clone();
-        let loaded =
-            tokio::task::spawn_blocking(move || crate::manifest::load(&source, &catalog))
-                .await
-                .map_err(|e| ReloadError::Invalid(vec![e.to_string()]))?
-                .map_err(|e| ReloadError::Invalid(e.problem_lines()))?;
+        let loaded = tokio::task::spawn_blocking(move || crate::manifest::load(&source, &catalog))
+            .await
+            .map_err(|e| ReloadError::Invalid(vec![e.to_string()]))?
+            .map_err(|e| ReloadError::Invalid(e.problem_lines()))?;
         for warning in &loaded.warnings {
             tracing::warn!("reload: {warning}");
         }

@@ -44,7 +44,10 @@ impl Pgid {
     pub fn signal(self, signal: Signal) -> io::Result<()> {
         if self.0 <= 1 || self.0 == nix::unistd::getpgrp().as_raw() {
             // Never our own group, never every process.
-            return Err(io::Error::other(format!("refusing to signal group {}", self.0)));
+            return Err(io::Error::other(format!(
+                "refusing to signal group {}",
+                self.0
+            )));
         }
         match killpg(Pid::from_raw(self.0), signal) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
@@ -237,8 +240,8 @@ impl Guard {
 /// The guard's main loop: track groups from stdin, kill those left at end of input, then every
 /// process that carries `PILOT_HOST_RUN=run_id`.
 pub fn run_guard(run_id: &str) -> std::process::ExitCode {
-    use std::io::BufRead as _;
     use nix::sys::signal::{signal, SigHandler};
+    use std::io::BufRead as _;
     for sig in [
         Signal::SIGINT,
         Signal::SIGTERM,

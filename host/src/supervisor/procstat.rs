@@ -81,7 +81,10 @@ impl Default for Sampler {
     fn default() -> Self {
         use nix::unistd::{sysconf, SysconfVar};
         let hz = sysconf(SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
-        let page = sysconf(SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
+        let page = sysconf(SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096);
         Sampler {
             followed: HashMap::new(),
             ticks_per_sec: hz.max(1) as f64,

@@ -254,7 +254,10 @@ async fn fifo(receiver: pipe::Receiver, path: &Path, created: bool, ours: (u64, 
         }
         if let Some(id) = fifo_id(path).filter(|id| !opened.contains(id)) {
             opened.push(id);
-            match pipe::OpenOptions::new().read_write(true).open_receiver(path) {
+            match pipe::OpenOptions::new()
+                .read_write(true)
+                .open_receiver(path)
+            {
                 Ok(receiver) => {
                     tracing::debug!("reading the new FIFO at `{}` too", path.display());
                     drain.0.push(read_fifo(receiver, ready_tx.clone()));

@@ -168,7 +168,12 @@ impl Run {
             _ = &mut self.stop => return not_spawned(How::Cancelled),
             _ = pre_start => {}
         }
-        let prepared = match self.spec.ready.as_ref().map(|r| ready::prepare(&r.strategy)) {
+        let prepared = match self
+            .spec
+            .ready
+            .as_ref()
+            .map(|r| ready::prepare(&r.strategy))
+        {
             None => None,
             Some(Ok(p)) => Some(p),
             Some(Err(reason)) => return not_spawned(How::CannotStart(reason)),
@@ -191,7 +196,10 @@ impl Run {
         }
         let prefix = self.printer.prefix(self.colour_index, &self.name);
         for (stream, kind) in [
-            (Box::new(spawned.stdout) as Box<dyn tokio::io::AsyncRead + Send + Unpin>, Stream::Stdout),
+            (
+                Box::new(spawned.stdout) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                Stream::Stdout,
+            ),
             (Box::new(spawned.stderr), Stream::Stderr),
         ] {
             let (prefix, logs, printer) = (prefix.clone(), self.logs.clone(), self.printer.clone());

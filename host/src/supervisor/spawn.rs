@@ -313,7 +313,8 @@ extern "C" fn child_main(raw: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `raw` is the `ChildArgs` of `clone_child`, alive until we exec or exit.
     let a = unsafe { &*(raw as *const ChildArgs) };
     let fail = |step: Step| -> libc::c_int {
-        a.errno.store(nix::errno::Errno::last_raw(), Ordering::SeqCst);
+        a.errno
+            .store(nix::errno::Errno::last_raw(), Ordering::SeqCst);
         a.failed_step.store(step as u8, Ordering::SeqCst);
         // SAFETY: _exit is async-signal-safe and never returns.
         unsafe { libc::_exit(127) }
@@ -472,8 +473,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_child_runs_in_its_own_group_and_its_status_is_reaped() {
-        let mut s = spawn(&program("/bin/sh", &["-c", "echo $$ $(ps -o pgid= $$); exit 7"]))
-            .expect("spawn sh");
+        let mut s = spawn(&program(
+            "/bin/sh",
+            &["-c", "echo $$ $(ps -o pgid= $$); exit 7"],
+        ))
+        .expect("spawn sh");
         let pid = s.child.id();
         let status = s.child.wait().await.unwrap();
         assert_eq!(status.code(), Some(7));

@@ -46,10 +46,7 @@ pub(super) async fn sample_loop(handle: Handle, adopt: bool) {
         })
         .await
         .unwrap_or_default();
-        let Some(sample) = handle
-            .ask(|tx| Request::Sampled(readings, found, tx))
-            .await
-        else {
+        let Some(sample) = handle.ask(|tx| Request::Sampled(readings, found, tx)).await else {
             return;
         };
         run_handlers(&handle, &targets.handlers, &sample).await;
@@ -57,7 +54,11 @@ pub(super) async fn sample_loop(handle: Handle, adopt: bool) {
 }
 
 /// Hands each stat handler the stats of the processes naming it, and applies its actions.
-async fn run_handlers(handle: &Handle, handlers: &[(String, Vec<String>)], sample: &[ProcessStats]) {
+async fn run_handlers(
+    handle: &Handle,
+    handlers: &[(String, Vec<String>)],
+    sample: &[ProcessStats],
+) {
     for (handler, names) in handlers {
         let mine: Vec<ProcessStats> = sample
             .iter()

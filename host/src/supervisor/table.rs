@@ -178,7 +178,11 @@ impl Table {
         self.order = manifest
             .processes
             .iter()
-            .filter_map(|p| self.entries.get_key_value(p.name.as_str()).map(|(k, _)| k.clone()))
+            .filter_map(|p| {
+                self.entries
+                    .get_key_value(p.name.as_str())
+                    .map(|(k, _)| k.clone())
+            })
             .collect();
         self.dependents.clear();
         for name in &self.order {

@@ -9,7 +9,11 @@
 //! - (b) the overhead of a 10-step tcp ready chain (each child listens after 50 ms) over 0.5 s;
 //! - (c) restart latency from SIGKILL of a child to its replacement's spawn, 20 times;
 //! - (d) pilot-host's CPU and RSS while idling 30 s over 100 children with stats every second;
-//! - (e) stop of 20 children that ignore SIGTERM, with a 1 s timeout.
+//! - (e) stop of 20 children that ignore SIGTERM, with a 1 s timeout;
+//! - (k) the control plane: `ctl restart` round trip against the library call, `GET /v1/processes`
+//!   under 200 concurrent clients against a bare hyper server, and restart latency under control-plane
+//!   load against quiet (`cargo bench -p pilot-host --bench control`);
+//! - (p) the plugin runtime (`cargo bench -p pilot-host --bench plugins`).
 
 mod cases;
 mod procs;
@@ -49,7 +53,7 @@ const QUICK: Plan = Plan {
 /// Runs the benchmarks.
 pub fn bench(args: &[String]) -> Result<(), String> {
     let mut plan = &FULL;
-    let mut only = "abcdep".to_string();
+    let mut only = "abcdepk".to_string();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -94,6 +98,16 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     print_table(&rows);
+    if only.contains('k') {
+        // The control plane, driven by a bench binary of the host crate against the release binaries.
+        println!("\nControl plane (medians, min–max):\n");
+        let mut cmd = Command::new("cargo");
+        cmd.args(["bench", "--quiet", "-p", "pilot-host", "--bench", "control"]);
+        if std::ptr::eq(plan, &QUICK) {
+            cmd.args(["--", "--quick"]);
+        }
+        super::run(&mut cmd)?;
+    }
     if only.contains('p') {
         // The plugin runtime, measured in-process by a bench binary of the host crate.
         super::plugins::plugins(&[])?;

@@ -265,7 +265,8 @@ impl Coordinator {
     /// `name` is up: ready by its strategy, or spawned without one. Its waiting dependents start.
     fn on_up(&mut self, name: &str, ready: bool, after: Duration) {
         let entry = self.table.entry(name);
-        let (Phase::Starting { pid: Some(pid), .. }, Some(since)) = (&entry.phase, entry.spawned_at)
+        let (Phase::Starting { pid: Some(pid), .. }, Some(since)) =
+            (&entry.phase, entry.spawned_at)
         else {
             return;
         };
@@ -382,7 +383,12 @@ impl Coordinator {
         if self.closing.is_some() || entry.held {
             tracing::info!("{name}: exited with {exit} after {uptime:.2} s");
             let reason = format!("exited with {exit} while stopping");
-            return self.set(name, Phase::Stopped { reason: Some(reason) });
+            return self.set(
+                name,
+                Phase::Stopped {
+                    reason: Some(reason),
+                },
+            );
         }
         if strategy != ShutdownStrategy::Restart {
             tracing::info!(

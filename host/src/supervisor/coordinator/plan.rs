@@ -58,7 +58,9 @@ impl Coordinator {
                 }
                 _ => {}
             }
-            self.table.entry(name).answer_all(Err(ControlError::ShuttingDown));
+            self.table
+                .entry(name)
+                .answer_all(Err(ControlError::ShuttingDown));
         }
         self.closing = Some(Plan {
             members: names.into_iter().collect(),
@@ -69,7 +71,8 @@ impl Coordinator {
     /// Asks for the stops a plan can make now; returns whether every member is down.
     fn advance(&mut self, plan: &mut Plan) -> bool {
         let live = |e: &Entry| e.phase.is_live();
-        plan.members.retain(|m| self.table.entries.get(m).is_some_and(live));
+        plan.members
+            .retain(|m| self.table.entries.get(m).is_some_and(live));
         let ready: Vec<Arc<str>> = plan
             .members
             .iter()
@@ -122,7 +125,10 @@ impl Coordinator {
                 .unwrap_or_default();
             if !left.is_empty() {
                 let pids: Vec<u32> = left.iter().map(|o| o.pid).collect();
-                tracing::info!("stopping {} adopted descendant(s): pid {pids:?}", left.len());
+                tracing::info!(
+                    "stopping {} adopted descendant(s): pid {pids:?}",
+                    left.len()
+                );
                 let grace = std::time::Duration::from_secs(1);
                 orphans::stop(&left, grace, self.manifest.kill_timeout).await;
             }
@@ -130,7 +136,12 @@ impl Coordinator {
         // The last on_shutdown hooks run before pilot-host reports the end (each call is bounded by
         // its plugin's limits).
         // The queues run side by side, so waiting for them in turn takes as long as the slowest.
-        let queues: Vec<_> = self.table.entries.values().map(|e| e.hooks.clone()).collect();
+        let queues: Vec<_> = self
+            .table
+            .entries
+            .values()
+            .map(|e| e.hooks.clone())
+            .collect();
         for queue in &queues {
             queue.drained().await;
         }
@@ -236,7 +247,13 @@ impl Coordinator {
                 }));
             }
         }
-        let mut colour = self.table.entries.values().map(|e| e.colour + 1).max().unwrap_or(0);
+        let mut colour = self
+            .table
+            .entries
+            .values()
+            .map(|e| e.colour + 1)
+            .max()
+            .unwrap_or(0);
         for spec in &manifest.processes {
             let spec_arc = Arc::new(spec.clone());
             match self.table.entries.get_mut(spec.name.as_str()) {
@@ -251,7 +268,8 @@ impl Coordinator {
                     }
                 }
                 None => {
-                    let entry = Entry::new(spec_arc, colour, self.ctx.log_lines, &self.ctx.extensions);
+                    let entry =
+                        Entry::new(spec_arc, colour, self.ctx.log_lines, &self.ctx.extensions);
                     colour += 1;
                     self.table.entries.insert(entry.name.clone(), entry);
                 }
@@ -272,4 +290,3 @@ impl Coordinator {
         let _ = reply.send(Ok(report));
     }
 }
-

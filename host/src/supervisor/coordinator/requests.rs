@@ -49,7 +49,11 @@ pub(in crate::supervisor) enum Request {
     Stats(oneshot::Sender<Vec<ProcessStats>>),
     /// For the sampler; `None` once everything is over.
     Targets(oneshot::Sender<Option<Targets>>),
-    Sampled(Vec<Reading>, Option<Vec<Orphan>>, oneshot::Sender<Vec<ProcessStats>>),
+    Sampled(
+        Vec<Reading>,
+        Option<Vec<Orphan>>,
+        oneshot::Sender<Vec<ProcessStats>>,
+    ),
 }
 
 fn waiter() -> (Reply, Waiter) {
@@ -142,7 +146,10 @@ impl Coordinator {
                 self.table.entry(name).on_spawn.push((until, reply));
                 self.start_run(&entry_name, true);
             }
-            Phase::Pending | Phase::Stopped { .. } | Phase::Failed { .. } | Phase::Skipped { .. } => {
+            Phase::Pending
+            | Phase::Stopped { .. }
+            | Phase::Failed { .. }
+            | Phase::Skipped { .. } => {
                 self.table.dependencies_up(name)?;
                 self.table.entry(name).on_spawn.push((until, reply));
                 self.start_run(&entry_name, false);
@@ -248,7 +255,9 @@ impl Coordinator {
             }
             _ => None,
         };
-        let sample = e.sample.filter(|s| s.pid.is_some() && s.pid == e.phase.pid());
+        let sample = e
+            .sample
+            .filter(|s| s.pid.is_some() && s.pid == e.phase.pid());
         ProcessStatus {
             name: name.to_string(),
             state,
@@ -262,9 +271,11 @@ impl Coordinator {
             last_exit: e.last_exit.clone(),
             reason: e.phase.reason().map(str::to_string),
             retry_in_sec: match e.phase {
-                Phase::BackingOff { until } => {
-                    Some(until.saturating_duration_since(std::time::Instant::now()).as_secs_f64())
-                }
+                Phase::BackingOff { until } => Some(
+                    until
+                        .saturating_duration_since(std::time::Instant::now())
+                        .as_secs_f64(),
+                ),
                 _ => None,
             },
             dependencies: e.spec.dependencies.clone(),
@@ -367,7 +378,10 @@ impl Coordinator {
             current.insert(o.pid);
             if self.seen_orphans.insert(o.pid) {
                 let from = o.process.as_deref().unwrap_or("an unknown process");
-                tracing::info!("adopted pid {} (from `{from}`), which left its process group", o.pid);
+                tracing::info!(
+                    "adopted pid {} (from `{from}`), which left its process group",
+                    o.pid
+                );
                 self.ctx.bus.send(Event::Adopted {
                     process: o.process.clone(),
                     pid: o.pid,
@@ -376,7 +390,11 @@ impl Coordinator {
                     guard.add(Pgid::of_child(o.pgid as u32));
                 }
             }
-            match o.process.as_deref().and_then(|p| self.table.entries.get_mut(p)) {
+            match o
+                .process
+                .as_deref()
+                .and_then(|p| self.table.entries.get_mut(p))
+            {
                 Some(entry) => entry.adopted.push(o.pid),
                 None => self.unowned.push(o.pid),
             }

@@ -1,0 +1,337 @@
+//! The control plane: the HTTP API, the dashboard and Prometheus metrics on a unix socket (on by
+//! default, one per manifest) and optionally on TCP with a bearer token, plus Process Pilot's own TCP
+//! protocol. `pilot-host ctl` is its client ([`crate::ctl`]).
+//!
+//! Starting is two steps so that nothing runs when the control plane cannot: [`bind`] makes the
+//! listeners (refusing a second run of the same manifest), then [`Bound::serve`] serves them over a
+//! running supervisor. The returned [`ControlServer`] stops every listener and removes its socket and
+//! generated token when dropped.
+
+mod api;
+mod backend;
+mod compat;
+mod dashboard;
+mod error;
+mod metrics;
+pub mod model;
+pub mod paths;
+mod serve;
+mod stream;
+mod view;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::task::JoinSet;
+
+pub use self::api::MAX_BODY;
+pub use self::backend::{Backend, Until};
+pub use self::serve::HEADER_TIMEOUT;
+use crate::manifest::ControlServer as ManifestControl;
+
+/// The most connections served at once per listener, unless the manifest says otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+/// What to listen on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    /// The unix socket; `None`: none.
+    pub socket: Option<PathBuf>,
+    /// Whether `socket` is the default one, in the per-user folder pilot-host creates and checks.
+    pub default_folder: bool,
+    /// HTTP on TCP, with a bearer token.
+    pub listen: Option<SocketAddr>,
+    /// The file holding that token (else PILOT_HOST_TOKEN, else one is generated beside the socket).
+    pub token_file: Option<PathBuf>,
+    /// Process Pilot's protocol on TCP.
+    pub process_pilot: Option<SocketAddr>,
+    /// Most connections served at once per listener.
+    pub max_connections: usize,
+}
+
+impl Settings {
+    /// Returns the settings of a run of `manifest_path`: its `control_server` section, then
+    /// `--control-socket` over the socket's path; `enabled: false` (`--no-control`) turns all off.
+    pub fn for_run(
+        manifest_path: &Path,
+        manifest: Option<&ManifestControl>,
+        socket: Option<PathBuf>,
+        enabled: bool,
+    ) -> Settings {
+        if !enabled {
+            return Settings::default();
+        }
+        let m = manifest.cloned().unwrap_or_default();
+        let explicit = socket.or(m.unix_socket);
+        Settings {
+            default_folder: explicit.is_none(),
+            socket: Some(explicit.unwrap_or_else(|| paths::default_socket(manifest_path))),
+            listen: m.listen,
+            token_file: m.token_file,
+            process_pilot: m.process_pilot,
+            max_connections: m.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        }
+    }
+}
+
+/// Why the control plane cannot start; nothing was started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The socket's folder is unsafe or cannot be made.
+    #[error("control socket folder `{}` {problem}; fix it, or pass `--control-socket PATH` (or `--no-control`)", .dir.display())]
+    Folder {
+        /// The folder.
+        dir: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Something that is not a socket is in the way.
+    #[error("`{}` exists and is not a socket; remove it or pass another `--control-socket PATH`", .0.display())]
+    NotASocket(PathBuf),
+    /// Another pilot-host serves the socket.
+    #[error("another pilot-host runs this manifest, pid {pid} (its control socket is `{socket}`); stop it first (`pilot-host ctl --socket {socket} shutdown`) or pass another `--control-socket PATH`", socket = .socket.display())]
+    AlreadyRunning {
+        /// The socket.
+        socket: PathBuf,
+        /// The pid serving it.
+        pid: String,
+    },
+    /// A listener cannot be made.
+    #[error(
+        "cannot listen on {addr} for {what}: {source}; pick another address in `control_server`"
+    )]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token file cannot be read.
+    #[error("cannot read the token file `{}`: {source}", .path.display())]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another file operation failed.
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// What was tried.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Files that belong to one run, removed when dropped.
+#[derive(Debug, Default)]
+struct Owned(Vec<PathBuf>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Listeners made by [`bind`], not serving yet.
+pub struct Bound {
+    unix: Option<UnixListener>,
+    tcp: Option<(TcpListener, Arc<str>)>,
+    process_pilot: Option<TcpListener>,
+    max: usize,
+    owned: Owned,
+    addresses: Addresses,
+}
+
+/// Where a control plane listens, for people and tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Addresses {
+    /// The unix socket.
+    pub socket: Option<PathBuf>,
+    /// The HTTP address (with the port the OS picked for port 0).
+    pub http: Option<SocketAddr>,
+    /// Where the bearer token is, when it is in a file.
+    pub token_file: Option<PathBuf>,
+    /// Process Pilot's protocol.
+    pub process_pilot: Option<SocketAddr>,
+}
+
+/// Makes every listener of `settings` and prints where they are.
+pub async fn bind(settings: &Settings) -> Result<Bound, StartError> {
+    let mut owned = Owned::default();
+    let mut addresses = Addresses::default();
+    let unix = match &settings.socket {
+        None => None,
+        Some(path) => {
+            if settings.default_folder {
+                paths::ensure_private_dir(path.parent().unwrap_or(Path::new("/")))?;
+            }
+            paths::clear_stale(path).await?;
+            let listener = UnixListener::bind(path).map_err(|e| StartError::Bind {
+                what: "the control socket",
+                addr: format!("`{}`", path.display()),
+                source: e,
+            })?;
+            owned.0.push(path.clone());
+            paths::make_private(path)?;
+            addresses.socket = Some(path.clone());
+            Some(listener)
+        }
+    };
+    let tcp = match settings.listen {
+        None => None,
+        Some(addr) => {
+            let token = token(settings, &mut owned, &mut addresses)?;
+            let listener = listen(addr, "the HTTP control API").await?;
+            addresses.http = listener.local_addr().ok();
+            Some((listener, token))
+        }
+    };
+    let process_pilot = match settings.process_pilot {
+        None => None,
+        Some(addr) => {
+            let listener = listen(addr, "Process Pilot's control protocol").await?;
+            addresses.process_pilot = listener.local_addr().ok();
+            Some(listener)
+        }
+    };
+    announce(&addresses);
+    Ok(Bound {
+        unix,
+        tcp,
+        process_pilot,
+        max: settings.max_connections.max(1),
+        owned,
+        addresses,
+    })
+}
+
+async fn listen(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|e| StartError::Bind {
+        what,
+        addr: addr.to_string(),
+        source: e,
+    })
+}
+
+/// The bearer token: from `token_file`, else PILOT_HOST_TOKEN, else generated beside the socket.
+fn token(
+    settings: &Settings,
+    owned: &mut Owned,
+    addresses: &mut Addresses,
+) -> Result<Arc<str>, StartError> {
+    if let Some(path) = &settings.token_file {
+        addresses.token_file = Some(path.clone());
+        return paths::read_token(path)
+            .map(Arc::from)
+            .map_err(|e| StartError::Token {
+                path: path.clone(),
+                source: e,
+            });
+    }
+    if let Some(token) = std::env::var("PILOT_HOST_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Ok(Arc::from(token.trim()));
+    }
+    let beside = settings
+        .socket
+        .clone()
+        .unwrap_or_else(|| paths::runtime_dir().join(format!("{}.sock", std::process::id())));
+    let path = paths::token_beside(&beside);
+    let token = paths::write_token(&path)?;
+    owned.0.push(path.clone());
+    addresses.token_file = Some(path);
+    Ok(Arc::from(token))
+}
+
+fn announce(a: &Addresses) {
+    if let Some(socket) = &a.socket {
+        tracing::info!(
+            "control socket: {} (`pilot-host ctl status`)",
+            socket.display()
+        );
+    }
+    if let Some(http) = a.http {
+        match &a.token_file {
+            Some(file) => tracing::info!(
+                "dashboard: http://{http}/ (bearer token in {})",
+                file.display()
+            ),
+            None => {
+                tracing::info!("dashboard: http://{http}/ (bearer token from PILOT_HOST_TOKEN)")
+            }
+        }
+    }
+    if let Some(pp) = a.process_pilot {
+        tracing::warn!("Process Pilot control protocol on {pp}: unauthenticated, as in Process Pilot (loopback only)");
+    }
+}
+
+impl Bound {
+    /// Returns where the listeners are.
+    pub fn addresses(&self) -> &Addresses {
+        &self.addresses
+    }
+
+    /// Serves the API, the dashboard and the metrics over `backend` until the returned server drops.
+    pub fn serve(self, backend: Backend) -> ControlServer {
+        let mut tasks = JoinSet::new();
+        if let Some(unix) = self.unix {
+            let router = api::router(backend.clone(), None);
+            tasks.spawn(serve::accept_loop(
+                serve::Listener::Unix(unix),
+                router,
+                self.max,
+            ));
+        }
+        if let Some((tcp, token)) = self.tcp {
+            let router = api::router(backend.clone(), Some(token));
+            tasks.spawn(serve::accept_loop(
+                serve::Listener::Tcp(tcp),
+                router,
+                self.max,
+            ));
+        }
+        if let Some(pp) = self.process_pilot {
+            tasks.spawn(compat::accept_loop(pp, backend.clone(), self.max));
+        }
+        tasks.spawn(backend.feed_stats());
+        ControlServer {
+            tasks,
+            addresses: self.addresses,
+            _owned: self.owned,
+        }
+    }
+}
+
+/// A serving control plane; dropping it closes every listener and connection and removes its files.
+pub struct ControlServer {
+    tasks: JoinSet<()>,
+    addresses: Addresses,
+    _owned: Owned,
+}
+
+impl ControlServer {
+    /// Returns where it listens.
+    pub fn addresses(&self) -> &Addresses {
+        &self.addresses
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+    }
+}

@@ -1,0 +1,195 @@
+//! The HTTP client of `pilot-host ctl`: hyper's HTTP/1 over the unix socket or TCP, one connection
+//! per request.
+
+use std::path::PathBuf;
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// Where the control server is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A unix socket.
+    Unix(PathBuf),
+    /// HTTP on TCP, with a bearer token.
+    Tcp {
+        /// `host:port`.
+        authority: String,
+        /// The token.
+        token: String,
+    },
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unix(p) => write!(f, "control socket `{}`", p.display()),
+            Target::Tcp { authority, .. } => write!(f, "http://{authority}"),
+        }
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing listens there.
+    #[error("cannot connect to the {target}: {source}; is pilot-host running?")]
+    Connect {
+        /// Where.
+        target: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection broke.
+    #[error("the {target} did not answer: {source}")]
+    Http {
+        /// Where.
+        target: String,
+        /// Why.
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+/// A client of one control server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    target: Target,
+}
+
+impl Client {
+    /// A client of `target`.
+    pub fn new(target: Target) -> Client {
+        Client { target }
+    }
+
+    /// Returns where it connects.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Sends a request and returns the answer with its body still streaming.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let connect = |e| ClientError::Connect {
+            target: self.target.to_string(),
+            source: e,
+        };
+        let http = |e| ClientError::Http {
+            target: self.target.to_string(),
+            source: e,
+        };
+        let mut sender = match &self.target {
+            Target::Unix(path) => {
+                let s = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(connect)?;
+                handshake(s).await.map_err(http)?
+            }
+            Target::Tcp { authority, .. } => {
+                let s = tokio::net::TcpStream::connect(authority.as_str())
+                    .await
+                    .map_err(connect)?;
+                let _ = s.set_nodelay(true);
+                handshake(s).await.map_err(http)?
+            }
+        };
+        let host = match &self.target {
+            Target::Unix(_) => "localhost",
+            Target::Tcp { authority, .. } => authority.as_str(),
+        };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, host);
+        if let Target::Tcp { token, .. } = &self.target {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(json) => {
+                request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+                Full::new(Bytes::from(json.to_string()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let request = request.body(body).expect("a request from valid parts");
+        sender.send_request(request).await.map_err(http)
+    }
+
+    /// Sends a request and reads the whole answer.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let response = self.send(method, path, body).await?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Http {
+                target: self.target.to_string(),
+                source: e,
+            })?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+}
+
+async fn handshake<T>(
+    io: T,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, hyper::Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Reads server-sent events from `body`, calling `each` with the `data:` of every message until the
+/// stream ends or `each` returns false.
+pub async fn read_events(
+    mut body: Incoming,
+    mut each: impl FnMut(Option<&str>, &str) -> bool,
+) -> Result<(), hyper::Error> {
+    let mut pending = String::new();
+    let mut event: Option<String> = None;
+    let mut data = String::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame?.into_data() else {
+            continue;
+        };
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !data.is_empty() && !each(event.as_deref(), &data) {
+                    return Ok(());
+                }
+                data.clear();
+                event = None;
+            } else if let Some(d) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(d.strip_prefix(' ').unwrap_or(d));
+            } else if let Some(e) = line.strip_prefix("event:") {
+                event = Some(e.trim().to_string());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! `pilot-host ctl`: the control plane's command-line client. Exit 0 done, 1 refused (the reason
+//! printed), 2 cannot connect or bad usage.
+
+mod client;
+mod table;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use hyper::{Method, StatusCode};
+
+pub use self::client::{read_events, Client, ClientError, Target};
+use crate::control::model::{ActionReply, ErrorBody, LogsReply, ProcessView};
+use crate::control::paths;
+
+/// Where to find the control server, and what to ask it.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The control socket (default: the socket of `--manifest`, else the only live one of yours).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["manifest", "url"])]
+    pub socket: Option<PathBuf>,
+    /// The manifest pilot-host runs; its socket is derived from its path.
+    #[arg(long, value_name = "FILE", conflicts_with = "url")]
+    pub manifest: Option<PathBuf>,
+    /// HTTP address of the control server, e.g. `http://127.0.0.1:7070`.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// File holding the bearer token for `--url` (default: PILOT_HOST_TOKEN).
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub token_file: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// The `ctl` commands.
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Show every process: name, state, pid, uptime, restarts, CPU, memory.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start processes (each once its dependencies are up).
+    Start {
+        /// The processes.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Answer once they are ready, not just spawned.
+        #[arg(long)]
+        wait_ready: bool,
+    },
+    /// Stop processes; answers once each process group is gone.
+    Stop {
+        /// The processes.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Restart processes (all or none: an unknown name restarts nothing).
+    Restart {
+        /// The processes.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Answer once they are ready, not just spawned.
+        #[arg(long)]
+        wait_ready: bool,
+    },
+    /// Print a process's last output lines.
+    Logs {
+        /// The process.
+        name: String,
+        /// How many lines.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+        /// Keep printing new lines.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Print the event stream, one JSON object per line, until interrupted.
+    Events,
+    /// Reload the manifest file.
+    Reload,
+    /// Stop every process in order and end pilot-host.
+    Shutdown,
+}
+
+/// Why `ctl` stopped.
+enum Stop {
+    /// Refused by the server (exit 1).
+    Refused(String),
+    /// Cannot connect, or bad usage (exit 2).
+    Usage(String),
+}
+
+impl From<ClientError> for Stop {
+    fn from(e: ClientError) -> Stop {
+        Stop::Usage(e.to_string())
+    }
+}
+
+/// Runs `pilot-host ctl`.
+pub fn run(args: CtlArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = Client::new(target(&args)?);
+        command(&client, &args.command).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Stop::Refused(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+        Err(Stop::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn target(args: &CtlArgs) -> Result<Target, Stop> {
+    if let Some(url) = &args.url {
+        let uri: hyper::Uri = url.parse().map_err(|e| {
+            Stop::Usage(format!(
+                "`--url {url}` is not a URL ({e}); write e.g. `http://127.0.0.1:7070`"
+            ))
+        })?;
+        if uri.scheme_str().is_some_and(|s| s != "http") {
+            return Err(Stop::Usage(format!(
+                "`--url {url}`: only `http://` is served"
+            )));
+        }
+        let authority = uri.authority().ok_or_else(|| {
+            Stop::Usage(format!(
+                "`--url {url}` has no host; write e.g. `http://127.0.0.1:7070`"
+            ))
+        })?;
+        let token = match &args.token_file {
+            Some(f) => paths::read_token(f).map_err(|e| {
+                Stop::Usage(format!("cannot read the token file `{}`: {e}", f.display()))
+            })?,
+            None => std::env::var("PILOT_HOST_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| {
+                    Stop::Usage(
+                        "`--url` needs a token: pass `--token-file FILE` or set PILOT_HOST_TOKEN"
+                            .into(),
+                    )
+                })?,
+        };
+        let authority = if authority.port().is_some() {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        return Ok(Target::Tcp {
+            authority,
+            token: token.trim().to_string(),
+        });
+    }
+    if let Some(socket) = &args.socket {
+        return Ok(Target::Unix(socket.clone()));
+    }
+    if let Some(manifest) = &args.manifest {
+        if !manifest.exists() {
+            return Err(Stop::Usage(format!(
+                "manifest `{}` does not exist",
+                manifest.display()
+            )));
+        }
+        return Ok(Target::Unix(paths::default_socket(manifest)));
+    }
+    only_live_socket().map(Target::Unix)
+}
+
+/// Finds the only socket in this user's folder that a live pilot-host serves.
+fn only_live_socket() -> Result<PathBuf, Stop> {
+    let dir = paths::runtime_dir();
+    let mut live = Vec::new();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "sock")
+            && std::os::unix::net::UnixStream::connect(&path).is_ok()
+        {
+            live.push(path);
+        }
+    }
+    match live.len() {
+        1 => Ok(live.remove(0)),
+        0 => Err(Stop::Usage(format!(
+            "no pilot-host of yours is running (no live control socket in `{}`); start one with `pilot-host run MANIFEST`, or pass `--socket`, `--manifest` or `--url`",
+            dir.display()
+        ))),
+        _ => Err(Stop::Usage(format!(
+            "{} pilot-hosts of yours are running; choose one with `--manifest FILE` or `--socket PATH`: {}",
+            live.len(),
+            live.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Reads a JSON answer, or the error the server gave.
+async fn json<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<T, Stop> {
+    let (status, bytes) = client.call(method, path, body).await?;
+    if !status.is_success() {
+        return Err(refusal(status, &bytes));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Stop::Refused(format!("the answer is not the JSON expected: {e}")))
+}
+
+fn refusal(status: StatusCode, bytes: &[u8]) -> Stop {
+    let message = serde_json::from_slice::<ErrorBody>(bytes)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| format!("{status}: {}", String::from_utf8_lossy(bytes).trim()));
+    if status == StatusCode::UNAUTHORIZED {
+        Stop::Usage(message)
+    } else {
+        Stop::Refused(message)
+    }
+}
+
+fn segment(name: &str) -> String {
+    // Process names are letters, digits, `_`, `-` and `.`; anything else is escaped.
+    name.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn command(client: &Client, command: &CtlCommand) -> Result<(), Stop> {
+    let wait = |ready: bool| if ready { "?wait=ready" } else { "" };
+    match command {
+        CtlCommand::Status { json: as_json } => {
+            let processes: Vec<ProcessView> =
+                json(client, Method::GET, "/v1/processes", None).await?;
+            if *as_json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&processes).expect("views serialize")
+                );
+            } else {
+                let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+                print!("{}", table::render(&processes, colour));
+            }
+        }
+        CtlCommand::Start { names, wait_ready } => {
+            for name in names {
+                let path = format!("/v1/processes/{}/start{}", segment(name), wait(*wait_ready));
+                let reply: ActionReply = json(client, Method::POST, &path, None).await?;
+                report("started", &reply);
+            }
+        }
+        CtlCommand::Stop { names } => {
+            for name in names {
+                let path = format!("/v1/processes/{}/stop", segment(name));
+                let reply: ActionReply = json(client, Method::POST, &path, None).await?;
+                report("stopped", &reply);
+            }
+        }
+        CtlCommand::Restart { names, wait_ready } => {
+            let body = serde_json::json!({ "processes": names });
+            let path = format!("/v1/restart{}", wait(*wait_ready));
+            let reply: ActionReply = json(client, Method::POST, &path, Some(&body)).await?;
+            report("restarted", &reply);
+        }
+        CtlCommand::Logs {
+            name,
+            lines,
+            follow,
+        } => logs(client, name, *lines, *follow).await?,
+        CtlCommand::Events => events(client).await?,
+        CtlCommand::Reload => {
+            let report: serde_json::Value = json(client, Method::POST, "/v1/reload", None).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("JSON prints")
+            );
+        }
+        CtlCommand::Shutdown => {
+            let _: serde_json::Value = json(client, Method::POST, "/v1/shutdown", None).await?;
+            println!("pilot-host is shutting down");
+        }
+    }
+    Ok(())
+}
+
+fn report(done: &str, reply: &ActionReply) {
+    for p in &reply.processes {
+        match p.pid {
+            Some(pid) => println!("{done} `{}`: {}, pid {pid}", p.name, p.state),
+            None => println!("{done} `{}`: {}", p.name, p.state),
+        }
+    }
+}
+
+async fn logs(client: &Client, name: &str, lines: usize, follow: bool) -> Result<(), Stop> {
+    let path = format!("/v1/processes/{}/logs?tail={lines}", segment(name));
+    if !follow {
+        let reply: LogsReply = json(client, Method::GET, &path, None).await?;
+        let mut out = std::io::stdout().lock();
+        for line in reply.lines {
+            if writeln!(out, "{}", line.text).is_err() {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let response = client
+        .send(Method::GET, &format!("{path}&follow=true"), None)
+        .await?;
+    stream(client, response, |event, data| match event {
+        Some("missed") => {
+            eprintln!("[{data} lines missed]");
+            None
+        }
+        _ => Some(
+            serde_json::from_str::<crate::control::model::LogLineView>(data)
+                .map_or_else(|_| data.to_string(), |line| line.text),
+        ),
+    })
+    .await
+}
+
+async fn events(client: &Client) -> Result<(), Stop> {
+    let response = client.send(Method::GET, "/v1/events", None).await?;
+    stream(client, response, |_, data| Some(data.to_string())).await
+}
+
+/// Prints what `each` makes of every message of an event stream, until it ends or stdout closes.
+async fn stream(
+    client: &Client,
+    response: hyper::Response<hyper::body::Incoming>,
+    mut each: impl FnMut(Option<&str>, &str) -> Option<String>,
+) -> Result<(), Stop> {
+    if !response.status().is_success() {
+        let status = response.status();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        return Err(refusal(status, &bytes));
+    }
+    let mut out = std::io::stdout();
+    read_events(response.into_body(), |event, data| {
+        match each(event, data) {
+            // A closed pipe (`ctl events | head`) ends the stream.
+            Some(line) => writeln!(out, "{line}").and_then(|()| out.flush()).is_ok(),
+            None => true,
+        }
+    })
+    .await
+    .map_err(|e| Stop::Refused(format!("the {} ended the stream: {e}", client.target())))
+}
+
+/// Returns the socket `pilot-host run MANIFEST` listens on by default.
+pub fn socket_of(manifest: &Path) -> PathBuf {
+    paths::default_socket(manifest)
+}
