@@ -61,21 +61,8 @@ pub enum Command {
 /// Plugin subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Check plugin files; exit 1 on any finding (2 when a file cannot be read).
-    Check {
-        /// The `.wasm` files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Print the reports as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Configuration to `init` the plugins with, as JSON (as `plugins.<name>.config` would).
-        #[arg(long, value_name = "JSON")]
-        config: Option<String>,
-        /// Wall-clock limit of each call in milliseconds (default: the production limit, 1000).
-        #[arg(long, value_name = "MS")]
-        timeout_ms: Option<u64>,
-    },
+    /// Check plugin files; exit 1 on any finding (2 when an input cannot be read).
+    Check(crate::plugin::check::command::CheckArgs),
 }
 
 /// Arguments of `graph`, shared with the `process-graph` binary.
@@ -140,12 +127,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate { manifest, plugins } => validate(&manifest, plugins.as_deref()),
         Command::Graph(args) => graph(&args),
         Command::Run { manifest, plugins } => run_manifest(&manifest, plugins.as_deref()),
-        Command::Plugin(PluginCommand::Check {
-            files,
-            json,
-            config,
-            timeout_ms,
-        }) => plugin_check(&files, json, config.as_deref(), timeout_ms),
+        Command::Plugin(PluginCommand::Check(args)) => plugin_check(&args),
         Command::Guard => return crate::supervisor::pgroup::run_guard(),
         Command::Schema => {
             println!(
@@ -338,7 +320,8 @@ fn run_manifest(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
         let extensions: std::sync::Arc<dyn crate::extension::Extensions> = match prepared.host {
             None => std::sync::Arc::new(crate::extension::NoExtensions),
             Some(host) => std::sync::Arc::new(
-                PluginSet::start(&host, prepared.plugins, &manifest)
+                // The lead's library `run` wires these events into the supervisor's event stream.
+                PluginSet::start(&host, prepared.plugins, &manifest, plugin::no_events())
                     .await
                     .map_err(|errors| {
                         Failure::BadInput(anyhow::anyhow!(
@@ -410,60 +393,14 @@ async fn supervise(
     Ok(supervisor.wait().await)
 }
 
-fn plugin_check(
-    files: &[PathBuf],
-    json: bool,
-    config: Option<&str>,
-    timeout_ms: Option<u64>,
-) -> Result<(), Failure> {
-    let config = config
-        .map(serde_json::from_str::<serde_json::Value>)
-        .transpose()
-        .map_err(|e| Failure::BadInput(anyhow::anyhow!("`--config` is not JSON: {e}")))?;
-    for file in files {
-        if !file.is_file() {
-            return Err(Failure::BadInput(anyhow::anyhow!(
-                "`{}` is not a file",
-                file.display()
-            )));
-        }
-    }
-    let settings = crate::manifest::PluginSettings {
-        config,
-        call_timeout: timeout_ms.map(std::time::Duration::from_millis),
-        ..Default::default()
-    };
+fn plugin_check(args: &crate::plugin::check::command::CheckArgs) -> Result<(), Failure> {
+    use crate::plugin::check::command::{run, CheckFailure};
     let runtime = runtime()?;
-    let reports = runtime.block_on(async {
-        let host = PluginHost::new(plugin::default_cache_dir()).map_err(|e| {
-            Failure::Runtime(anyhow::anyhow!("cannot start the plugin runtime: {e:#}"))
-        })?;
-        let mut reports = Vec::new();
-        for file in files {
-            reports.push(plugin::check::check_file(&host, file, &settings).await);
-        }
-        Ok::<_, Failure>(reports)
-    })?;
+    let result = runtime.block_on(run(args));
+    // Plugin threads may still be parked in host calls; do not wait for them.
     runtime.shutdown_background();
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reports).expect("reports serialize")
-        );
-    } else {
-        for r in &reports {
-            r.print();
-        }
-    }
-    let findings: usize = reports.iter().map(|r| r.findings.len()).sum();
-    if findings == 0 {
-        Ok(())
-    } else {
-        Err(Failure::Runtime(anyhow::anyhow!(
-            "{findings} {} in {} of {} plugins",
-            if findings == 1 { "finding" } else { "findings" },
-            reports.iter().filter(|r| !r.findings.is_empty()).count(),
-            reports.len()
-        )))
-    }
+    result.map_err(|e| match e {
+        CheckFailure::BadInput(m) => Failure::BadInput(anyhow::anyhow!(m)),
+        CheckFailure::Findings(m) => Failure::Runtime(anyhow::anyhow!(m)),
+    })
 }

@@ -153,6 +153,13 @@ impl PluginEngine {
     }
 }
 
+impl PluginEngine {
+    /// Compiles `wasm` without the cache (for `plugin check`'s compile time).
+    pub fn compile_fresh(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+        Component::new(&self.engine, wasm)
+    }
+}
+
 /// Returns whether `path` exists and was plausibly written by this user for us: owned by us, and not
 /// writable by group or others (a file someone else could swap must never be deserialized).
 fn written_by_us(path: &Path) -> bool {
