@@ -1,11 +1,16 @@
 //! Integration tests: the real `pilot-host` and `process-graph` binaries, run on fixtures and on
 //! manifests written into scratch folders, with real child processes.
 
+mod check;
 mod graph;
 mod harness;
+mod hostile;
 mod library;
+mod plugin_set;
 mod plugins;
 mod run;
+mod sandbox;
+mod scenario;
 mod schema;
 mod support;
 mod validate;
