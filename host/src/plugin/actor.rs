@@ -1,11 +1,11 @@
-//! An actor per plugin store: one OS thread, at a lower scheduling priority than the supervision
-//! runtime, owns the plugin's [`Sandbox`] and runs the calls sent to it over a channel, one at a time;
-//! each call is answered by a oneshot. A caller that gives up drops its receiver: a call not yet begun
-//! is skipped, a call begun runs to its end under its own limits (never cancelled half-way, so the
-//! instance stays usable).
+//! An actor per plugin store: a task on the plugin threads (see `threads`), at a lower scheduling
+//! priority than the supervision runtime, owns the plugin's [`Sandbox`] and runs the calls sent to it
+//! over a channel, one at a time; each call is answered by a oneshot. A caller that gives up drops its
+//! receiver: a call not yet begun is skipped, a call begun runs to its end under its own limits (never
+//! cancelled half-way, so the instance stays usable).
 //!
-//! Plugin code, WASI host calls and `getaddrinfo` for `allow_tcp` names all run on this thread (and the
-//! blocking helpers it spawns, which inherit its priority), never on the supervision runtime's workers.
+//! Plugin code, WASI host calls and `getaddrinfo` for `allow_tcp` names all run on the plugin threads,
+//! never on the supervision runtime's workers.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,14 +24,9 @@ use super::sandbox::{
 use crate::extension::PluginEvent;
 use crate::manifest::PluginSettings;
 
-/// The nice value of plugin threads (the supervision runtime runs at the process's own, usually 0).
-///
-/// Measured with nine hostile plugins beside a tcp chain and a crash loop on 2 cores (`cargo xtask
-/// bench`, plugin scenario): see the README's plugin table.
-pub const PLUGIN_NICE: i32 = 10;
-
-type Job =
-    Box<dyn for<'s> FnOnce(&'s mut Sandbox) -> Pin<Box<dyn Future<Output = ()> + 's>> + Send>;
+type Job = Box<
+    dyn for<'s> FnOnce(&'s mut Sandbox) -> Pin<Box<dyn Future<Output = ()> + Send + 's>> + Send,
+>;
 
 /// What can be read about a plugin's calls, from any thread.
 #[derive(Debug, Default)]
@@ -66,7 +61,7 @@ impl Answer for () {
     }
 }
 
-/// The handle of a plugin's actor; the thread ends once every handle is dropped and its calls are done.
+/// The handle of a plugin's actor; the actor ends once every handle is dropped and its calls are done.
 pub struct Actor {
     tx: mpsc::UnboundedSender<Job>,
     /// The plugin's name.
@@ -80,7 +75,7 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// Starts the thread of plugin `who` with `settings` (and, for `plugin check`, `observed`).
+    /// Starts the actor of plugin `who` with `settings` (and, for `plugin check`, `observed`).
     pub fn spawn(
         engine: PluginEngine,
         pre: PilotPluginPre<StoreState>,
@@ -96,13 +91,19 @@ impl Actor {
         );
         let limits = Limits::from_settings(&settings);
         let name = who.name.clone();
-        std::thread::Builder::new()
-            .name(format!("plugin {}", who.name))
-            .spawn(move || {
-                lower_priority();
-                let grants = Grants::resolve(settings, observed);
-                serve(Sandbox::new(engine, pre, who, grants), rx);
-            })?;
+        let threads = engine.threads.clone();
+        let started = threads.spawn(async move {
+            // `getaddrinfo` for `allow_tcp` names blocks: on a blocking thread.
+            let resolved =
+                tokio::task::spawn_blocking(move || Grants::resolve(settings, observed)).await;
+            match resolved {
+                Ok(grants) => serve(Sandbox::new(engine, pre, who, grants), rx).await,
+                Err(e) => tracing::error!("plugin `{}`: cannot start: {e}", who.name),
+            }
+        });
+        if !started {
+            return Err(std::io::Error::other("the plugin threads are shut down"));
+        }
         Ok(Actor {
             tx,
             name,
@@ -118,11 +119,11 @@ impl Actor {
         self.limits.call_timeout * 3 + Duration::from_millis(50)
     }
 
-    /// Runs `f` with the sandbox on the plugin's thread (for `plugin check`, loading and benchmarks);
-    /// `None` if the thread is gone.
+    /// Runs `f` with the sandbox on the plugin threads (for `plugin check`, loading and benchmarks);
+    /// `None` if the actor is gone.
     pub async fn with<R: Send + 'static>(
         &self,
-        f: impl for<'s> FnOnce(&'s mut Sandbox) -> Pin<Box<dyn Future<Output = R> + 's>>
+        f: impl for<'s> FnOnce(&'s mut Sandbox) -> Pin<Box<dyn Future<Output = R> + Send + 's>>
             + Send
             + 'static,
     ) -> Option<R> {
@@ -140,7 +141,7 @@ impl Actor {
 
     /// Calls into the plugin under its limits, waiting at most [`Actor::wait_bound`]; `what` names the
     /// call in messages ("ready check `http` of `web`"). Failures are counted, logged and reported on
-    /// the plugin's thread, so they are even if the caller gave up.
+    /// the plugin threads, so they are even if the caller gave up.
     pub async fn call<R, F>(&self, what: String, f: F) -> Result<R, CallError>
     where
         R: Answer + Send + 'static,
@@ -164,7 +165,7 @@ impl Actor {
                 let _ = tx.send(result);
             })
         });
-        let gone = || CallError::Trap("cannot be called: its thread has stopped".into());
+        let gone = || CallError::Trap("cannot be called: its actor has stopped".into());
         self.tx.send(job).map_err(|_| gone())?;
         match tokio::time::timeout(self.wait_bound(), rx).await {
             Ok(Ok(result)) => result,
@@ -213,53 +214,23 @@ fn account<R: Answer>(
     }
 }
 
-/// The thread's loop: runs jobs in order, and gives the log's "lines dropped" notices when due.
-fn serve(mut sandbox: Sandbox, mut rx: mpsc::UnboundedReceiver<Job>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!(
-                "plugin `{}`: cannot start its runtime: {e}; it is not called",
-                sandbox.name
-            );
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let mut notice_at = None;
-        loop {
-            let job = match notice_at {
-                Some(at) => tokio::select! {
-                    job = rx.recv() => job,
-                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
-                        notice_at = sandbox.log().flush_notice();
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
-            };
-            let Some(job) = job else { break };
-            job(&mut sandbox).await;
-            notice_at = sandbox.log().flush_notice();
-        }
-        sandbox.log().flush_final();
-    });
-}
-
-/// Lowers the calling thread's priority to [`PLUGIN_NICE`] (on Linux, a thread's nice value is its
-/// own, and threads it starts inherit it).
-fn lower_priority() {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
-    // SAFETY: setpriority on our own thread id; it only changes that thread's nice value.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, PLUGIN_NICE) };
-    if rc != 0 {
-        tracing::debug!(
-            "cannot lower the priority of a plugin thread: {}",
-            std::io::Error::last_os_error()
-        );
+/// The actor's loop: runs jobs in order, and gives the log's "lines dropped" notices when due.
+async fn serve(mut sandbox: Sandbox, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut notice_at = None;
+    loop {
+        let job = match notice_at {
+            Some(at) => tokio::select! {
+                job = rx.recv() => job,
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
+                    notice_at = sandbox.log().flush_notice();
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(job) = job else { break };
+        job(&mut sandbox).await;
+        notice_at = sandbox.log().flush_notice();
     }
+    sandbox.log().flush_final();
 }

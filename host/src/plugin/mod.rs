@@ -5,7 +5,8 @@
 //!   and `plugin check`; [`PluginHost`], [`LoadedPlugin`].
 //! - [`sandbox`]: one plugin's Store and the limits of every call; [`store`] what a Store holds;
 //!   [`watch`] what a plugin tries beyond its grants.
-//! - [`actor`]: one OS thread per plugin, at a lower priority, running its calls in order.
+//! - [`actor`]: an actor per plugin on the plugin threads (a small runtime at a lower priority),
+//!   running its calls in order.
 //! - [`PluginSet`]: the actors of the plugins a manifest uses, behind the supervisor's [`Extensions`]
 //!   (name dispatch, status, live reload).
 //! - [`check`]: `pilot-host plugin check`.
@@ -21,21 +22,24 @@ mod engine;
 mod extensions;
 pub mod load;
 mod log;
+mod memory;
 pub mod sandbox;
 mod set;
 mod store;
+mod threads;
 pub mod watch;
 
 use std::collections::HashMap;
 use std::path::Path;
 
-pub use self::actor::{Actor, PLUGIN_NICE};
+pub use self::actor::Actor;
 pub use self::bindings::Description;
 pub use self::bindings::{PilotPlugin, ProcessInfo as GuestProcessInfo, ReadyStatus};
 pub use self::engine::{default_cache_dir, PluginEngine};
 pub use self::load::{no_events, LoadError, LoadedPlugin, PluginHost, WIT_VERSION};
 pub use self::sandbox::{call_fn, CallError, CallProfile, Limits, Sandbox};
 pub use self::set::PluginSet;
+pub use self::threads::{PLUGIN_NICE, PLUGIN_THREADS};
 use crate::manifest::Catalog;
 
 /// Returns the names the plugins provide, or every clash of two plugins claiming one name.
