@@ -228,3 +228,88 @@ fn the_compile_cache_refuses_a_file_others_could_have_written() {
         assert!(validate().contains("loaded from the compile cache"));
     }
 }
+
+/// Returns (name, nice) of each thread of `pid`.
+fn threads(pid: u32) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
+        // After the name: state is field 3; nice is field 19.
+        let nice = rest.split_whitespace().nth(16).and_then(|n| n.parse().ok());
+        out.push((name, nice.unwrap_or(i64::MIN)));
+    }
+    out
+}
+
+#[test]
+fn plugin_code_runs_on_its_own_threads_at_a_lower_priority() {
+    let dir = Scratch::new("plugin-threads");
+    let pilot = Pilot::run_with_plugins(
+        &harness::manifest(
+            &dir,
+            "processes:\n  - { name: a, path: CHILD, ready_strategy: slow, ready_params: { ms: 2000 }, ready_timeout_sec: 30 }\nplugins:\n  probe: { call_timeout_ms: 5000 }\n",
+        ),
+        &probe_dir(&dir),
+    );
+    pilot.wait_log("a: started", SOON);
+    let mut seen = Vec::new();
+    wait_until("plugin threads are there", SOON, || {
+        seen = threads(pilot.pid());
+        seen.iter().filter(|(n, _)| n == "pilot-plugin").count() >= 2
+    });
+    for (name, nice) in &seen {
+        let want = if name == "pilot-plugin" { 10 } else { 0 };
+        assert_eq!(*nice, want, "thread `{name}` runs at nice {nice}: {seen:?}");
+    }
+    assert!(
+        seen.iter().any(|(n, _)| n.starts_with("tokio-rt")),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn plugin_memory_is_left_out_when_pilot_host_forks_a_child() {
+    let dir = Scratch::new("plugin-memory");
+    let pilot = Pilot::run_with_plugins(
+        &harness::manifest(
+            &dir,
+            "processes:\n  - { name: a, path: CHILD, lifecycle_hooks: [hold] }\n",
+        ),
+        &probe_dir(&dir),
+    );
+    pilot.wait_log("probe: holding 48 MiB", SOON);
+    // The instance lives on, holding 48 MiB of linear memory (its pre_start and post_start calls).
+    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", pilot.pid())).unwrap();
+    let mut held = Vec::new();
+    let (mut anon_kib, mut dont_fork) = (0u64, false);
+    for line in smaps.lines().chain(["00000000-00000000 end"]) {
+        if line
+            .split(' ')
+            .next()
+            .is_some_and(|r| r.contains('-') && !r.contains(':'))
+        {
+            if anon_kib >= 40 << 10 {
+                held.push(dont_fork);
+            }
+            (anon_kib, dont_fork) = (0, false);
+        } else if let Some(kib) = line.strip_prefix("Anonymous:") {
+            anon_kib = kib.trim().trim_end_matches(" kB").trim().parse().unwrap();
+        } else if let Some(flags) = line.strip_prefix("VmFlags:") {
+            dont_fork = flags.split_whitespace().any(|f| f == "dc");
+        }
+    }
+    assert_eq!(
+        held,
+        [true],
+        "mappings of 60 MiB or more, and whether fork leaves them out"
+    );
+    // A fork still works: a second process starts beside it.
+    drop(pilot);
+}

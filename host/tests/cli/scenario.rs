@@ -4,6 +4,8 @@
 //! (each hostile ready check polled every 10 ms; failing ones have a calm partner whose successes keep
 //! them out of quarantine, so the pressure lasts). Measured: the chain's hand-offs, from a step
 //! listening to the next step's spawn, and the crash loop's restarts within a window.
+//!
+//! `SCENARIO_ONLY=h-spin,h-membomb` runs only those hostile plugins (to find which one slows what).
 
 #![allow(dead_code)]
 
@@ -61,11 +63,18 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// Returns a free port below the ephemeral range, not handed out before in this process: the
+/// scenario's many connects take ephemeral ports, which could otherwise collide with a chain step's.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut used = USED.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = 20_000 + (fastrand::u16(..) % 12_000);
+        if !used.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            used.push(port);
+            return port;
+        }
+    }
 }
 
 fn manifest(p: &Paths, hostile: bool, chain_after_ms: u64) -> String {
@@ -93,7 +102,11 @@ fn manifest(p: &Paths, hostile: bool, chain_after_ms: u64) -> String {
     let sink = free_port();
     y += &format!("  - {{ name: sink, path: {child}, args: [--listen-after, 0, {sink}] }}\n");
     let mut plugins = String::from("plugins:\n");
+    let only = std::env::var("SCENARIO_ONLY").unwrap_or_default();
     for (name, fails) in HOSTILE {
+        if !only.is_empty() && !only.split(',').any(|o| o == name) {
+            continue;
+        }
         let victim = format!(
             "  - {{ name: v-{name}, path: {child}, ready_strategy: {name}, ready_timeout_sec: 600, ready_params: {{ port: {sink} }} }}\n"
         );

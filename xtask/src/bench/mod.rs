@@ -9,7 +9,10 @@
 //! - (b) the overhead of a 10-step tcp ready chain (each child listens after 50 ms) over 0.5 s;
 //! - (c) restart latency from SIGKILL of a child to its replacement's spawn, 20 times;
 //! - (d) pilot-host's CPU and RSS while idling 30 s over 100 children with stats every second;
-//! - (e) stop of 20 children that ignore SIGTERM, with a 1 s timeout.
+//! - (e) stop of 20 children that ignore SIGTERM, with a 1 s timeout;
+//! - (p) the plugin runtime, in-process (`host/benches/plugins.rs`);
+//! - (h) a tcp chain and a crash loop beside nine hostile plugins, against a calm run
+//!   (`host/benches/scenario.rs`, about two minutes).
 
 mod cases;
 mod procs;
@@ -49,7 +52,7 @@ const QUICK: Plan = Plan {
 /// Runs the benchmarks.
 pub fn bench(args: &[String]) -> Result<(), String> {
     let mut plan = &FULL;
-    let mut only = "abcdep".to_string();
+    let mut only = "abcdeph".to_string();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -106,6 +109,29 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             "--bench",
             "plugins",
         ]))?;
+    }
+    if only.contains('h') {
+        // Supervision beside nine hostile plugins against a calm run, with the real release binary.
+        super::plugins::plugins(&[])?;
+        println!("\nSupervision beside hostile plugins (medians, min–max):\n");
+        let size: &[&str] = if std::ptr::eq(plan, &QUICK) {
+            &["--runs", "2", "--window-sec", "3"]
+        } else {
+            &["--runs", "5", "--window-sec", "8"]
+        };
+        super::run(
+            Command::new("cargo")
+                .args([
+                    "bench",
+                    "--quiet",
+                    "-p",
+                    "pilot-host",
+                    "--bench",
+                    "scenario",
+                    "--",
+                ])
+                .args(size),
+        )?;
     }
     Ok(())
 }

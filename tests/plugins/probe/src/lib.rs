@@ -12,7 +12,8 @@
 //! - `slow` {ms}: works (spins) for `ms` milliseconds, then ready.
 //! - `ok`: ready at once.
 //!
-//! Lifecycle hook `marker`: logs `probe: marker at EVENT of PROCESS`.
+//! Lifecycle hooks: `marker` logs `probe: marker at EVENT of PROCESS`; `hold` allocates 24 MiB, touches
+//! it and keeps it as long as the instance lives.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
@@ -22,9 +23,11 @@ use pilot_plugin_sdk::{
     ProcessInfo, ReadyStatus,
 };
 
-/// The plugin; it keeps no state.
+/// The plugin; it keeps only what `hold` allocated.
 #[derive(Default)]
-struct Probe;
+struct Probe {
+    held: Vec<Vec<u8>>,
+}
 
 impl Plugin for Probe {
     fn describe(&self) -> Description {
@@ -45,6 +48,7 @@ impl Plugin for Probe {
             |d, s| d.ready_strategy(*s),
         )
         .lifecycle_hook("marker")
+        .lifecycle_hook("hold")
     }
 
     fn ready_check(
@@ -90,12 +94,17 @@ impl Plugin for Probe {
 
     fn lifecycle(
         &mut self,
-        _hook: &str,
+        hook: &str,
         event: LifecycleEvent,
         process: &ProcessInfo,
         _exit: Option<ExitStatus>,
     ) -> Result<(), PluginError> {
-        log::info!("probe: marker at {event} of {}", process.name);
+        if hook == "hold" {
+            self.held.push(vec![0x5A; 24 << 20]);
+            log::info!("probe: holding {} MiB", self.held.len() * 24);
+        } else {
+            log::info!("probe: marker at {event} of {}", process.name);
+        }
         Ok(())
     }
 }
