@@ -5,7 +5,8 @@
 //! Printed: the chain's hand-off (median of each run's median, min–max over the runs) and the crash
 //! loop's restarts in the window, each beside the calm run's, with the ratio and the target (hand-off
 //! within 2x calm + 1 ms; restarts at least 95 % of calm). `PILOT_HOST_PLUGIN_NICE` is passed through
-//! (a nice value, or `idle`), to compare plugin thread priorities. Args: `--runs N`, `--window-sec S`.
+//! (a nice value, or `idle`), to compare plugin thread priorities. Args: `--runs N`, `--window-sec S`;
+//! `SCENARIO_KEEP=1` keeps the runs' folders (manifests, logs, recorded times) for a look.
 
 #[path = "../tests/cli/scenario.rs"]
 mod scenario;
@@ -73,7 +74,9 @@ fn main() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&scratch);
+    if std::env::var_os("SCENARIO_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
     let (cm, hm) = (median(&calm_ms), median(&hostile_ms));
     let (cn, hn) = (median(&calm_n), median(&hostile_n));
     let ((hlo, hhi), (clo, chi)) = (range(&hostile_ms), range(&calm_ms));

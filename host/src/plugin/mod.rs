@@ -39,7 +39,7 @@ pub use self::engine::{default_cache_dir, PluginEngine};
 pub use self::load::{no_events, LoadError, LoadedPlugin, PluginHost, WIT_VERSION};
 pub use self::sandbox::{call_fn, CallError, CallProfile, Limits, Sandbox};
 pub use self::set::PluginSet;
-pub use self::threads::{PLUGIN_NICE, PLUGIN_THREADS};
+pub use self::threads::{plugin_threads, PLUGIN_NICE};
 use crate::manifest::Catalog;
 
 /// Returns the names the plugins provide, or every clash of two plugins claiming one name.

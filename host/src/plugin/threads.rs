@@ -4,17 +4,30 @@
 //! blocking work (file system calls, name lookups) goes to the runtime's blocking threads, which have
 //! the same low priority.
 //!
-//! Measured (`cargo xtask bench`, h) against one thread per plugin: fewer plugin threads touching
-//! memory at once slow the supervisor's forks less (see the README's plugin table).
+//! Measured (`cargo xtask bench`, h; 2 cores): nine hostile plugins on a thread each cost the crash
+//! loop 8 to 14 % of its restarts, on 2 shared threads 8 %, on 1 thread 1 % (and the tcp chain's
+//! hand-off 1.2 to 1.4x calm instead of 2.4x): with plugin threads on every core, each wake-up of the
+//! supervisor or a child waits for a plugin thread to be preempted. So plugins get half the CPUs.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 /// The nice value of plugin threads (the supervision runtime runs at the process's own, usually 0).
+///
+/// Measured with the hostile scenario: at nice 0 the crash loop kept 0.92x of its calm restarts, at 10
+/// 0.99x; 19 was no better than 10 and leaves plugins little on a busy machine; SCHED_IDLE made it
+/// worse (0.88x): a starved plugin thread can hold the memory-map lock that the supervisor's fork needs.
 pub const PLUGIN_NICE: i32 = 10;
 
-/// Worker threads running plugin code.
-pub const PLUGIN_THREADS: usize = 2;
+/// Returns how many worker threads run plugin code: half the CPUs, at least one, unless
+/// `PILOT_HOST_PLUGIN_THREADS` says otherwise.
+pub fn plugin_threads() -> usize {
+    std::env::var("PILOT_HOST_PLUGIN_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() / 2))
+        .clamp(1, 64)
+}
 
 /// The plugin runtime; shut down in the background when the last handle goes.
 #[derive(Clone)]
@@ -34,13 +47,8 @@ impl Drop for Owned {
 impl PluginThreads {
     /// Starts the threads.
     pub fn new() -> std::io::Result<PluginThreads> {
-        let threads = std::env::var("PILOT_HOST_PLUGIN_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(PLUGIN_THREADS)
-            .clamp(1, 64);
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
+            .worker_threads(plugin_threads())
             .thread_name("pilot-plugin")
             .on_thread_start(lower_priority)
             .enable_all()

@@ -136,7 +136,7 @@ fn each_hostile_export_fails_with_its_own_kind_of_error() {
     let run = check(&[
         "--json".as_ref(),
         "--timeout-ms".as_ref(),
-        "100".as_ref(),
+        "300".as_ref(),
         hostile.as_os_str(),
     ]);
     run.expect_code(1);
@@ -151,11 +151,11 @@ fn each_hostile_export_fails_with_its_own_kind_of_error() {
     };
     let spin = call("spin")["result"].as_str().unwrap().to_string();
     assert!(
-        spin.contains("ran past its 100 ms deadline") || spin.contains("ran out of fuel"),
+        spin.contains("ran past its 300 ms deadline") || spin.contains("ran out of fuel"),
         "{spin}"
     );
     for (name, want) in [
-        ("sleep", "did not return within its 100 ms limit"),
+        ("sleep", "did not return within its 300 ms limit"),
         ("panic", "panicked"),
         ("huge", "passed more than 1024 KiB"),
         ("recurse", "accessed memory out of bounds"),
@@ -173,7 +173,7 @@ fn each_hostile_export_fails_with_its_own_kind_of_error() {
             run.stdout
         );
     }
-    // Filling 64 MiB may outlast 100 ms on a busy machine: the cap or the deadline stops it.
+    // Filling 64 MiB may outlast the deadline on a busy machine: the cap or the deadline stops it.
     let membomb = call("membomb")["result"].as_str().unwrap().to_string();
     assert!(
         membomb.contains("hit its memory cap of 64 MiB") || membomb.contains("deadline"),
@@ -181,7 +181,7 @@ fn each_hostile_export_fails_with_its_own_kind_of_error() {
     );
     for name in ["spin", "sleep"] {
         let ms = call(name)["profile"]["ms"].as_f64().unwrap();
-        assert!(ms < 150.0, "{name} stopped {ms} ms into a 100 ms deadline");
+        assert!(ms < 350.0, "{name} stopped {ms} ms into a 300 ms deadline");
     }
     assert!(call("membomb")["profile"]["peak_memory"].as_u64().unwrap() > 16 << 20);
     assert_eq!(call("ok")["result"], "ready");
@@ -501,16 +501,10 @@ fn another_minor_version_of_the_wit_is_refused_naming_both_and_a_patch_version_l
 
 #[test]
 fn sarif_lists_every_finding_under_its_rule() {
+    // Under production limits every hostile export fails the same way each time (with a short
+    // deadline, the log flood finishes or not depending on the machine's load).
     let hostile = plugin("hostile", "hostile");
-    let args = |format: &str| {
-        check(&[
-            "--format".as_ref(),
-            format.as_ref(),
-            "--timeout-ms".as_ref(),
-            "100".as_ref(),
-            hostile.as_os_str(),
-        ])
-    };
+    let args = |format: &str| check(&["--format".as_ref(), format.as_ref(), hostile.as_os_str()]);
     let sarif = json(args("sarif").expect_code(1));
     let doc = json(args("json").expect_code(1));
     assert_eq!(sarif["version"], "2.1.0");

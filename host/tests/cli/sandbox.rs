@@ -262,7 +262,7 @@ fn plugin_code_runs_on_its_own_threads_at_a_lower_priority() {
     let mut seen = Vec::new();
     wait_until("plugin threads are there", SOON, || {
         seen = threads(pilot.pid());
-        seen.iter().filter(|(n, _)| n == "pilot-plugin").count() >= 2
+        seen.iter().any(|(n, _)| n == "pilot-plugin")
     });
     for (name, nice) in &seen {
         let want = if name == "pilot-plugin" { 10 } else { 0 };
