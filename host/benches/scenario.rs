@@ -77,10 +77,18 @@ fn main() {
     if std::env::var_os("SCENARIO_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&scratch);
     }
-    let (cm, hm) = (median(&calm_ms), median(&hostile_ms));
-    let (cn, hn) = (median(&calm_n), median(&hostile_n));
-    let ((hlo, hhi), (clo, chi)) = (range(&hostile_ms), range(&calm_ms));
-    let ((nlo, nhi), (cnlo, cnhi)) = (range(&hostile_n), range(&calm_n));
+    print_table(runs, window, [&calm_ms, &hostile_ms, &calm_n, &hostile_n]);
+}
+
+fn print_table(
+    runs: usize,
+    window: Duration,
+    [calm_ms, hostile_ms, calm_n, hostile_n]: [&Vec<f64>; 4],
+) {
+    let (cm, hm) = (median(calm_ms), median(hostile_ms));
+    let (cn, hn) = (median(calm_n), median(hostile_n));
+    let ((hlo, hhi), (clo, chi)) = (range(hostile_ms), range(calm_ms));
+    let ((nlo, nhi), (cnlo, cnhi)) = (range(hostile_n), range(calm_n));
     let met = |ok: bool| if ok { "yes" } else { "**no**" };
     println!("| measurement ({runs} runs each, window {:.0} s) | beside 9 hostile plugins: median (min–max) | calm, same run | ratio | target | met |", window.as_secs_f64());
     println!("|---|---|---|---|---|---|");
@@ -96,7 +104,8 @@ fn main() {
         met(hn >= 0.95 * cn)
     );
     println!(
-        "\nPlugin threads at {}.",
+        "\nPlugin threads: {} at {}.",
+        pilot_host::plugin::plugin_threads(),
         std::env::var("PILOT_HOST_PLUGIN_NICE")
             .map(|v| format!("PILOT_HOST_PLUGIN_NICE={v}"))
             .unwrap_or_else(|_| format!("nice {}", pilot_host::plugin::PLUGIN_NICE))

@@ -20,6 +20,7 @@ pub mod caps;
 pub mod check;
 mod engine;
 mod extensions;
+mod interface;
 pub mod load;
 mod log;
 mod memory;
@@ -34,7 +35,7 @@ use std::path::Path;
 
 pub use self::actor::Actor;
 pub use self::bindings::Description;
-pub use self::bindings::{PilotPlugin, ProcessInfo as GuestProcessInfo, ReadyStatus};
+pub use self::bindings::{PilotPlugin, PluginError, ProcessInfo as GuestProcessInfo, ReadyStatus};
 pub use self::engine::{default_cache_dir, PluginEngine};
 pub use self::load::{no_events, LoadError, LoadedPlugin, PluginHost, WIT_VERSION};
 pub use self::sandbox::{call_fn, CallError, CallProfile, Limits, Sandbox};

@@ -2,6 +2,7 @@
 //! manifests written into scratch folders, with real child processes.
 
 mod check;
+mod check_trust;
 mod graph;
 mod harness;
 mod hostile;

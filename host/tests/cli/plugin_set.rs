@@ -138,9 +138,8 @@ async fn a_caller_that_gives_up_does_not_cancel_the_call_half_way() {
     assert_eq!(set.ready_check("ok", &p, "{}").await, ReadyAnswer::Ready);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_starts_new_plugins_restarts_changed_ones_and_changes_nothing_on_error() {
-    let dir = Scratch::new("reload");
+/// Starts a set with the probe (used), mem-guard and event-log (loaded); returns it and those plugins.
+async fn reloadable(dir: &Scratch) -> (PluginSet, Vec<LoadedPlugin>) {
     let host = host();
     let plugins = load(
         &host,
@@ -152,7 +151,7 @@ async fn reload_starts_new_plugins_restarts_changed_ones_and_changes_nothing_on_
     )
     .await;
     let first = manifest_of(
-        &dir,
+        dir,
         "a.yaml",
         &plugins,
         "processes:\n  - { name: web, path: CHILD, ready_strategy: env, ready_params: { name: PATH } }\n",
@@ -161,26 +160,29 @@ async fn reload_starts_new_plugins_restarts_changed_ones_and_changes_nothing_on_
     let set = PluginSet::start(&host, plugins.clone(), &first, sink)
         .await
         .unwrap();
-    let names = |set: &PluginSet| {
-        set.plugins()
-            .into_iter()
-            .map(|p| p.name)
-            .collect::<Vec<_>>()
-    };
+    (set, plugins)
+}
+
+fn names(set: &PluginSet) -> Vec<String> {
+    set.plugins().into_iter().map(|p| p.name).collect()
+}
+
+/// The probe gets a grant (so its instances must be made afresh), mem-guard gets used.
+const SECOND: &str = "processes:\n  - { name: web, path: CHILD, ready_strategy: env, ready_params: { name: PATH }, stat_handlers: [mem-guard] }\nplugins:\n  probe: { allow_env: [PATH] }\n  mem-guard: { config: { max_rss_mib: 1 } }\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_starts_new_plugins_and_restarts_changed_ones() {
+    let dir = Scratch::new("reload");
+    let (set, plugins) = reloadable(&dir).await;
     assert_eq!(
         names(&set),
         ["probe"],
         "only the plugins the manifest uses start"
     );
     let probe = set.actor("probe").unwrap();
-    // The probe gets a grant (its instances must be made afresh), mem-guard gets used.
-    let second = manifest_of(
-        &dir,
-        "b.yaml",
-        &plugins,
-        "processes:\n  - { name: web, path: CHILD, ready_strategy: env, ready_params: { name: PATH }, stat_handlers: [mem-guard] }\nplugins:\n  probe: { allow_env: [PATH] }\n  mem-guard: { config: { max_rss_mib: 1 } }\n",
-    );
-    set.reload(&second).await.unwrap();
+    set.reload(&manifest_of(&dir, "b.yaml", &plugins, SECOND))
+        .await
+        .unwrap();
     assert_eq!(names(&set), ["mem-guard", "probe"]);
     assert!(
         !Arc::ptr_eq(&probe, &set.actor("probe").unwrap()),
@@ -191,19 +193,27 @@ async fn reload_starts_new_plugins_restarts_changed_ones_and_changes_nothing_on_
         matches!(answer, ReadyAnswer::NotYet(ref r) if r.starts_with("PATH=/")),
         "{answer:?}"
     );
-    let mem_guard = set.actor("mem-guard").unwrap();
     // Unchanged settings keep their actor.
-    set.reload(&second).await.unwrap();
+    let mem_guard = set.actor("mem-guard").unwrap();
+    set.reload(&manifest_of(&dir, "b.yaml", &plugins, SECOND))
+        .await
+        .unwrap();
     assert!(Arc::ptr_eq(&mem_guard, &set.actor("mem-guard").unwrap()));
-    // A plugin that cannot start: every problem is returned and nothing changes.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_a_plugin_that_cannot_start_changes_nothing() {
+    let dir = Scratch::new("reload-error");
+    let (set, plugins) = reloadable(&dir).await;
+    let probe = set.actor("probe").unwrap();
     let broken = manifest_of(
         &dir,
         "c.yaml",
         &plugins,
-        "processes:\n  - { name: web, path: CHILD, lifecycle_hooks: [event-log] }\nplugins:\n  mem-guard: { config: { max_rss_mib: \"many\" } }\n",
+        "processes:\n  - { name: web, path: CHILD, lifecycle_hooks: [event-log] }\nplugins:\n  probe: { allow_env: [PATH] }\n  mem-guard: { config: { max_rss_mib: \"many\" } }\n",
     );
     let errors = set.reload(&broken).await.unwrap_err();
-    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors.len(), 2, "every problem is returned: {errors:?}");
     assert!(
         errors
             .iter()
@@ -216,6 +226,6 @@ async fn reload_starts_new_plugins_restarts_changed_ones_and_changes_nothing_on_
             .any(|e| e.contains("plugin `mem-guard` 0.1.0: cannot start")),
         "{errors:?}"
     );
-    assert_eq!(names(&set), ["mem-guard", "probe"]);
-    assert!(Arc::ptr_eq(&mem_guard, &set.actor("mem-guard").unwrap()));
+    assert_eq!(names(&set), ["probe"]);
+    assert!(Arc::ptr_eq(&probe, &set.actor("probe").unwrap()));
 }

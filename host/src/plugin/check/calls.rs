@@ -10,7 +10,7 @@ use super::spec::{Expect, Target};
 use crate::plugin::actor::Actor;
 use crate::plugin::bindings::{self as b};
 use crate::plugin::log::sanitize;
-use crate::plugin::sandbox::{call_fn, CallError, CallProfile};
+use crate::plugin::sandbox::{call_fn, CallError, CallProfile, Sandbox};
 
 /// How a call ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +153,7 @@ fn event(name: &str) -> b::LifecycleEvent {
     }
 }
 
-/// Makes one call on the plugin's thread; `fresh` starts from a fresh, unquarantined instance.
+/// Makes one call on the plugin threads; `fresh` starts from a fresh, unquarantined instance.
 pub async fn call(
     actor: &Actor,
     fresh: bool,
@@ -166,74 +166,86 @@ pub async fn call(
                 sandbox.reset();
             }
             let outcome = match target {
-                Target::Ready { name, params } => {
-                    let r = sandbox
-                        .call(call_fn(move |p, s| {
-                            Box::pin(async move {
-                                p.pilot_plugin_plugin()
-                                    .call_ready_check(s, &name, &info, &params)
-                                    .await
-                            })
-                        }))
-                        .await;
-                    outcome(r, |s| match s {
-                        b::ReadyStatus::Ready => Outcome::Ready,
-                        b::ReadyStatus::NotYet(why) => Outcome::NotYet(sanitize(&why)),
-                    })
-                }
-                Target::Hook {
-                    name,
-                    event: e,
-                    exit,
-                } => {
-                    let exit = (e == "on_shutdown").then_some(b::ExitStatus {
-                        code: exit.0.or(if exit.1.is_none() { Some(0) } else { None }),
-                        signal: exit.1,
-                    });
-                    let r = sandbox
-                        .call(call_fn(move |p, s| {
-                            Box::pin(async move {
-                                p.pilot_plugin_plugin()
-                                    .call_lifecycle(s, &name, event(&e), &info, exit)
-                                    .await
-                            })
-                        }))
-                        .await;
-                    outcome(r, |()| Outcome::Returned)
-                }
-                Target::Stats { name, samples } => {
-                    let list: Vec<b::ProcessStats> = samples.iter().map(stats).collect();
-                    let r = sandbox
-                        .call(call_fn(move |p, s| {
-                            Box::pin(async move {
-                                p.pilot_plugin_plugin().call_stats(s, &name, &list).await
-                            })
-                        }))
-                        .await;
-                    outcome(r, |actions: Vec<b::StatAction>| {
-                        Outcome::Actions(
-                            actions
-                                .into_iter()
-                                .map(|a| {
-                                    let kind = match a.kind {
-                                        b::StatActionKind::Restart => "restart",
-                                        b::StatActionKind::Stop => "stop",
-                                    };
-                                    (kind.to_string(), a.process)
-                                })
-                                .collect(),
-                        )
-                    })
-                }
+                Target::Ready { name, params } => ready(sandbox, name, info, params).await,
+                Target::Hook { name, event, exit } => hook(sandbox, name, &event, exit, info).await,
+                Target::Stats { name, samples } => stat_handler(sandbox, name, &samples).await,
             };
             (outcome, sandbox.last_profile())
         })
     });
     job.await.unwrap_or_else(|| {
         (
-            Outcome::Failed(CallError::Trap("its thread stopped".into())),
+            Outcome::Failed(CallError::Trap("its actor stopped".into())),
             CallProfile::default(),
         )
+    })
+}
+
+async fn ready(
+    sandbox: &mut Sandbox,
+    name: String,
+    info: b::ProcessInfo,
+    params: String,
+) -> Outcome {
+    let r = sandbox
+        .call(call_fn(move |p, s| {
+            Box::pin(async move {
+                p.pilot_plugin_plugin()
+                    .call_ready_check(s, &name, &info, &params)
+                    .await
+            })
+        }))
+        .await;
+    outcome(r, |s| match s {
+        b::ReadyStatus::Ready => Outcome::Ready,
+        b::ReadyStatus::NotYet(why) => Outcome::NotYet(sanitize(&why)),
+    })
+}
+
+async fn hook(
+    sandbox: &mut Sandbox,
+    name: String,
+    e: &str,
+    (code, signal): (Option<i32>, Option<i32>),
+    info: b::ProcessInfo,
+) -> Outcome {
+    let exit = (e == "on_shutdown").then_some(b::ExitStatus {
+        code: code.or(if signal.is_none() { Some(0) } else { None }),
+        signal,
+    });
+    let event = event(e);
+    let r = sandbox
+        .call(call_fn(move |p, s| {
+            Box::pin(async move {
+                p.pilot_plugin_plugin()
+                    .call_lifecycle(s, &name, event, &info, exit)
+                    .await
+            })
+        }))
+        .await;
+    outcome(r, |()| Outcome::Returned)
+}
+
+async fn stat_handler(
+    sandbox: &mut Sandbox,
+    name: String,
+    samples: &[BTreeMap<String, Value>],
+) -> Outcome {
+    let list: Vec<b::ProcessStats> = samples.iter().map(stats).collect();
+    let r = sandbox
+        .call(call_fn(move |p, s| {
+            Box::pin(async move { p.pilot_plugin_plugin().call_stats(s, &name, &list).await })
+        }))
+        .await;
+    outcome(r, |actions: Vec<b::StatAction>| {
+        let actions = actions.into_iter().map(|a| {
+            let kind = match a.kind {
+                b::StatActionKind::Restart => "restart",
+                b::StatActionKind::Stop => "stop",
+            };
+            (kind.to_string(), a.process)
+        });
+        Outcome::Actions(actions.collect())
     })
 }
 
