@@ -16,51 +16,66 @@ pub const SCHEMA: &str = "pilot-host/plugin-check";
 /// The version of the JSON document's schema; raised when a field changes meaning or goes away.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The kinds of finding; each is a SARIF rule.
-pub const RULES: [(&str, &str); 12] = [
+/// The kinds of finding, each with a readable name and a description; each is a SARIF rule.
+pub const RULES: [(&str, &str, &str); 12] = [
     (
         "unreadable",
+        "UnusableComponent",
         "The plugin file is not a usable WebAssembly component.",
     ),
     (
         "wit-version",
+        "WitVersionMismatch",
         "The plugin was built against another major or minor version of pilot:plugin.",
     ),
     (
         "interface",
+        "InterfaceMismatch",
         "The plugin imports what pilot-host does not offer, or lacks the pilot:plugin exports.",
     ),
-    ("describe", "The plugin's describe call failed."),
+    (
+        "describe",
+        "DescribeFailed",
+        "The plugin's describe call failed.",
+    ),
     (
         "init",
+        "InitRefused",
         "The plugin's init refused the configuration given, so its exports were not exercised.",
     ),
     (
         "name",
+        "BadName",
         "A name or version the plugin describes itself with breaks the naming rule.",
     ),
     (
         "capability",
+        "CapabilityOutsidePolicy",
         "The plugin imports a capability outside the policy.",
     ),
     (
         "call-failed",
+        "CallFailed",
         "A call trapped or outlived its limits under production limits.",
     ),
     (
         "expectation",
+        "UnmetExpectation",
         "A call of the spec file answered other than expected.",
     ),
     (
         "budget",
+        "OverBudget",
         "A call, or the component, went over a budget given to the check.",
     ),
     (
         "ungranted-access",
+        "UngrantedAccess",
         "The plugin tried to reach a file, socket, host name or variable it was not granted.",
     ),
     (
         "spec",
+        "SpecMismatch",
         "The spec file names something the plugin does not provide.",
     ),
 ];

@@ -10,10 +10,10 @@ use super::report::{Report, RULES};
 pub fn log(reports: &[Report]) -> Value {
     let rules: Vec<Value> = RULES
         .iter()
-        .map(|(id, text)| {
+        .map(|(id, name, text)| {
             json!({
                 "id": id,
-                "name": id,
+                "name": name,
                 "shortDescription": { "text": text },
                 "defaultConfiguration": { "level": "error" },
             })
@@ -25,7 +25,7 @@ pub fn log(reports: &[Report]) -> Value {
         let uri = uri(&r.file.to_string_lossy());
         artifacts.push(json!({ "location": { "uri": uri }, "length": r.size_bytes }));
         for f in &r.findings {
-            let rule_index = RULES.iter().position(|(id, _)| *id == f.rule).unwrap_or(0);
+            let rule_index = RULES.iter().position(|(id, ..)| *id == f.rule).unwrap_or(0);
             results.push(json!({
                 "ruleId": f.rule,
                 "ruleIndex": rule_index,
@@ -33,7 +33,9 @@ pub fn log(reports: &[Report]) -> Value {
                 "message": { "text": format!("{}: {}", r.who(), f.message) },
                 "locations": [{
                     "physicalLocation": {
-                        "artifactLocation": { "uri": uri, "index": index }
+                        "artifactLocation": { "uri": uri, "index": index },
+                        // The whole component: a finding is about the plugin, not a part of it.
+                        "region": { "byteOffset": 0, "byteLength": r.size_bytes },
                     }
                 }],
             }));
