@@ -377,3 +377,34 @@ fn a_file_that_is_not_a_component_is_a_finding() {
         "is not a WebAssembly component"
     ));
 }
+
+/// Asserts that `got` has the keys of `want` (objects, recursively; arrays by their first item).
+fn same_shape(want: &Value, got: &Value, at: &str) {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            let (wk, gk): (Vec<&String>, Vec<&String>) = (w.keys().collect(), g.keys().collect());
+            assert_eq!(wk, gk, "the keys at `{at}` differ from the documented ones");
+            for (k, v) in w {
+                same_shape(v, &g[k], &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(w), Value::Array(g)) if !w.is_empty() && !g.is_empty() => {
+            same_shape(&w[0], &g[0], &format!("{at}[0]"))
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn the_json_output_has_the_documented_shape() {
+    let doc = std::fs::read_to_string(crate_dir().join("../docs/plugin-check.md")).unwrap();
+    let example = doc
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("a JSON example in docs/plugin-check.md");
+    let example: Value = serde_json::from_str(&example.replace('…', "")).unwrap();
+    let run = check(&["--json".as_ref(), plugin("hostile", "hostile").as_os_str()]);
+    run.expect_code(1);
+    same_shape(&example, &json(&run), "");
+}
