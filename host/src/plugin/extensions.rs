@@ -158,7 +158,9 @@ impl Extensions for PluginSet {
                 Ok(Ok(actions)) => actions
                     .into_iter()
                     .map(|a| {
-                        let (process, reason) = (a.process, super::log::sanitize(&a.reason));
+                        // A name with control characters matches no process; shown escaped.
+                        let process = crate::manifest::escape_controls(&a.process);
+                        let reason = super::log::sanitize(&a.reason);
                         match a.kind {
                             StatActionKind::Restart => StatAction::Restart { process, reason },
                             StatActionKind::Stop => StatAction::Stop { process, reason },

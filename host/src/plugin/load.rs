@@ -15,7 +15,7 @@ use super::interface::check_interface;
 pub use super::interface::{description_problems, WIT_VERSION};
 use super::sandbox::{CallError, Identity, Observed, StoreState};
 use crate::extension::PluginEventSink;
-use crate::manifest::PluginSettings;
+use crate::manifest::{escape_controls, PluginSettings};
 
 /// Loading a plugin failed; the plugin is left out.
 #[derive(Debug, thiserror::Error)]
@@ -165,9 +165,10 @@ impl PluginHost {
         })?;
         let (component, from_cache, compile_time, size) = compiled?;
         check_interface(&self.engine, &component, file)?;
+        // The error may quote names from the component: shown escaped.
         let link = |e: wasmtime::Error| LoadError::Link {
             file: file.to_owned(),
-            message: format!("{e:#}"),
+            message: escape_controls(&format!("{e:#}")),
         };
         let pre = PilotPluginPre::new(self.linker.instantiate_pre(&component).map_err(link)?)
             .map_err(link)?;

@@ -162,6 +162,30 @@ fn escapes_a_plugin_writes_never_reach_the_terminal() {
 }
 
 #[test]
+fn escapes_in_a_stat_handler_s_actions_never_reach_the_terminal() {
+    let dir = Scratch::new("escape-actions");
+    let pilot = Pilot::run_with_plugins(
+        &harness::manifest(
+            &dir,
+            "stats_interval_sec: 0.1\nprocesses:\n  - { name: a, path: CHILD, stat_handlers: [escape-actions] }\n",
+        ),
+        &probe_dir(&dir),
+    );
+    let line = pilot.wait_log("asked to act on", SOON);
+    assert!(
+        line.contains("`\\u{1b}[31mevil`"),
+        "{}",
+        line.escape_debug()
+    );
+    let all = pilot.stderr_text() + &pilot.stdout_text();
+    assert!(
+        !all.contains('\x1b') && !all.contains('\x07'),
+        "{}",
+        all.escape_debug()
+    );
+}
+
+#[test]
 fn a_log_flood_is_cut_to_the_rate_limit_with_at_most_one_notice_a_second() {
     let dir = Scratch::new("log-flood");
     let plugins = plugin_dir(&dir, &[plugin("hostile", "hostile")]);

@@ -12,6 +12,9 @@
 //! - `slow` {ms}: works (spins) for `ms` milliseconds, then ready.
 //! - `ok`: ready at once.
 //!
+//! Stat handler `escape-actions`: asks to restart a process named with a terminal escape, for a
+//! reason holding another.
+//!
 //! Lifecycle hooks: `marker` logs `probe: marker at EVENT of PROCESS`; `hold` allocates 24 MiB, touches
 //! it and keeps it as long as the instance lives.
 
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use pilot_plugin_sdk::{
     export_plugin, log, Description, ExitStatus, LifecycleEvent, Params, Plugin, PluginError,
-    ProcessInfo, ReadyStatus,
+    ProcessInfo, ProcessStats, ReadyStatus, StatAction,
 };
 
 /// The plugin; it keeps only what `hold` allocated.
@@ -49,6 +52,7 @@ impl Plugin for Probe {
         )
         .lifecycle_hook("marker")
         .lifecycle_hook("hold")
+        .stat_handler("escape-actions")
     }
 
     fn ready_check(
@@ -106,6 +110,17 @@ impl Plugin for Probe {
             log::info!("probe: marker at {event} of {}", process.name);
         }
         Ok(())
+    }
+
+    fn stats(
+        &mut self,
+        _handler: &str,
+        _stats: &[ProcessStats],
+    ) -> Result<Vec<StatAction>, PluginError> {
+        Ok(vec![StatAction::restart(
+            "\x1b[31mevil",
+            "\x1b]0;pwned\x07 because \x1b[1mI can",
+        )])
     }
 }
 
