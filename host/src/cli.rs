@@ -401,6 +401,6 @@ fn plugin_check(args: &crate::plugin::check::command::CheckArgs) -> Result<(), F
     runtime.shutdown_background();
     result.map_err(|e| match e {
         CheckFailure::BadInput(m) => Failure::BadInput(anyhow::anyhow!(m)),
-        CheckFailure::Findings(m) => Failure::Runtime(anyhow::anyhow!(m)),
+        CheckFailure::Failed(m) => Failure::Runtime(anyhow::anyhow!(m)),
     })
 }

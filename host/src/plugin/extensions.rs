@@ -52,7 +52,7 @@ fn stats(s: &ProcessStats) -> b::ProcessStats {
 }
 
 impl PluginSet {
-    /// Calls `actor`; failures were already counted, logged and reported on the plugin's thread.
+    /// Calls `actor`; failures were already counted, logged and reported on the plugin threads.
     async fn call<R, F>(actor: &Actor, what: String, f: F) -> Result<R, CallError>
     where
         R: Answer + Send + 'static,

@@ -209,11 +209,11 @@ impl PluginHost {
             PluginSettings::default(),
             observed,
         )
-        .map_err(|e| describe_error(CallError::Trap(format!("cannot start a thread: {e}"))))?;
+        .map_err(|e| describe_error(CallError::Trap(format!("cannot start its actor: {e}"))))?;
         actor
             .with(|sandbox| Box::pin(sandbox.describe()))
             .await
-            .unwrap_or_else(|| Err(CallError::Trap("its thread stopped".into())))
+            .unwrap_or_else(|| Err(CallError::Trap("its actor stopped".into())))
             .map_err(describe_error)
     }
 

@@ -3,7 +3,8 @@
 //! crossing into the host. A trap, a timeout or a dropped call discards the instance; the next call gets
 //! a fresh one from the plugin's `InstancePre`. Failing several calls in a row quarantines the plugin.
 //!
-//! A sandbox is owned by one thread: the plugin's actor (see `actor`) in `run`, the caller in benches.
+//! A sandbox has one owner: the plugin's actor (see `actor`) in `run` and `plugin check`, the caller in
+//! benches.
 
 use std::future::Future;
 use std::pin::Pin;

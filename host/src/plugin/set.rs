@@ -129,7 +129,7 @@ impl PluginSet {
         );
         let actor = plugin
             .actor(&self.host, settings, self.events.clone(), None)
-            .map_err(|e| format!("{label}: cannot start its thread: {e}"))?;
+            .map_err(|e| format!("{label}: cannot start its actor: {e}"))?;
         let first = actor
             .with(|sandbox| {
                 Box::pin(sandbox.call(super::call_fn(|_, _| Box::pin(async { Ok(()) }))))
@@ -138,7 +138,7 @@ impl PluginSet {
         match first {
             Some(Ok(())) => Ok(actor),
             Some(Err(e)) => Err(format!("{label}: cannot start: {e}")),
-            None => Err(format!("{label}: cannot start: its thread stopped")),
+            None => Err(format!("{label}: cannot start: its actor stopped")),
         }
     }
 

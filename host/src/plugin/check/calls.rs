@@ -1,4 +1,4 @@
-//! The calls `plugin check` makes, on the plugin's own thread under production limits: a smoke test of
+//! The calls `plugin check` makes, on the plugin threads under production limits: a smoke test of
 //! every declared export on a fresh instance, then the spec file's calls in order on one instance.
 
 use std::collections::BTreeMap;

@@ -78,8 +78,8 @@ pub struct CheckArgs {
 pub enum CheckFailure {
     /// An input could not be read (exit 2).
     BadInput(String),
-    /// A plugin has findings (exit 1).
-    Findings(String),
+    /// A plugin has findings, or the check itself failed at run time (exit 1).
+    Failed(String),
 }
 
 fn options(args: &CheckArgs) -> Result<Options, CheckFailure> {
@@ -144,13 +144,13 @@ pub async fn run(args: &CheckArgs) -> Result<(), CheckFailure> {
     for (file, specs) in args.files.iter().zip(&specs) {
         reports.push(check_file(&host, file, &opts, specs).await);
     }
-    print(args, &reports).map_err(|e| CheckFailure::Findings(format!("cannot print: {e}")))?;
+    print(args, &reports).map_err(|e| CheckFailure::Failed(format!("cannot print: {e}")))?;
     unused_specs(&opts, &reports)?;
     let findings: usize = reports.iter().map(|r| r.findings.len()).sum();
     if findings == 0 {
         return Ok(());
     }
-    Err(CheckFailure::Findings(format!(
+    Err(CheckFailure::Failed(format!(
         "{findings} {} in {} of {} plugins",
         if findings == 1 { "finding" } else { "findings" },
         reports.iter().filter(|r| !r.findings.is_empty()).count(),

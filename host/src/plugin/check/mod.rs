@@ -186,7 +186,7 @@ async fn check_loaded(
         Some(observed.clone()),
     ) {
         Ok(actor) => actor,
-        Err(e) => return report.finding("call-failed", format!("cannot start a thread: {e}")),
+        Err(e) => return report.finding("call-failed", format!("cannot start its actor: {e}")),
     };
     report.timings.fresh_instance_ms = fresh_instance_ms(&actor).await;
     let params = opts.params.clone().unwrap_or_else(|| "{}".into());
@@ -295,7 +295,7 @@ async fn run_spec(
     let settings = opts.settings(spec.settings.clone());
     let actor = match plugin.actor(host, settings, no_events(), Some(observed.clone())) {
         Ok(actor) => actor,
-        Err(e) => return report.finding("call-failed", format!("cannot start a thread: {e}")),
+        Err(e) => return report.finding("call-failed", format!("cannot start its actor: {e}")),
     };
     let d = &plugin.description;
     for (i, call) in spec.calls.iter().enumerate() {
