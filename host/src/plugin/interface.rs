@@ -104,7 +104,7 @@ pub fn description_problems(d: &Description) -> Vec<String> {
         );
     let mut problems: Vec<String> = names
         .filter_map(|(kind, name)| plugin_name_problem(kind, name))
-        .map(|p| format!("`describe` gave {p}"))
+        .map(|p| format!("`describe`: {p}"))
         .collect();
     if d.version.is_empty()
         || d.version.len() > 64
@@ -113,7 +113,7 @@ pub fn description_problems(d: &Description) -> Vec<String> {
             .any(|c| c.is_control() || c.is_whitespace())
     {
         problems.push(format!(
-            "`describe` gave the version `{}`; a version is 1 to 64 characters without whitespace or control characters, e.g. `1.2.0`",
+            "`describe`: the version `{}` is not 1 to 64 characters without whitespace or control characters, like `1.2.0`",
             escape_controls(&d.version)
         ));
     }

@@ -68,7 +68,7 @@ pub enum LoadError {
         error: CallError,
     },
     /// `describe` answered something unusable.
-    #[error("plugin `{}`: {}", file.display(), problems.join("; "))]
+    #[error("plugin `{}`:\n    - {}", file.display(), problems.join("\n    - "))]
     Description {
         /// The file.
         file: PathBuf,

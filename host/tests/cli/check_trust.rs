@@ -133,7 +133,7 @@ fn names_breaking_the_rule_are_refused_alike_by_check_run_and_validate() {
         "ready strategy `../etc` holds the path separator `/`",
         "lifecycle hook `two words` holds whitespace",
         "stat handler `red\\u{1b}[31m` holds the control character `\\u{1b}`",
-        "the version `1.0\\u{1b}[0m`",
+        "the version `1.0\\u{1b}[0m` is not 1 to 64 characters",
     ];
     for want in expected {
         assert!(run.stdout.contains(want), "{want}:\n{}", run.stdout);
