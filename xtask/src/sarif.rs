@@ -21,6 +21,7 @@ pub fn ensure_schema() -> Result<PathBuf, String> {
         return Ok(schema);
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    ensure_npm()?;
     run(Command::new("npm")
         .args(["pack", "--silent", PACKAGE, "--pack-destination"])
         .arg(&dir))
@@ -37,4 +38,24 @@ pub fn ensure_schema() -> Result<PathBuf, String> {
     let _ = std::fs::remove_file(&tarball);
     let _ = std::fs::remove_dir_all(dir.join("package"));
     Ok(schema)
+}
+
+/// Installs npm with apt-get when it is missing and we may.
+fn ensure_npm() -> Result<(), String> {
+    if crate::has("npm") {
+        return Ok(());
+    }
+    if !crate::has("apt-get") {
+        return Err("npm is missing; install Node.js and npm, and run again".into());
+    }
+    let sudo: &[&str] = if crate::is_root() { &[] } else { &["sudo"] };
+    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "npm"][..]] {
+        let mut all: Vec<&str> = sudo.to_vec();
+        all.push("apt-get");
+        all.extend_from_slice(args);
+        let mut cmd = Command::new(all[0]);
+        cmd.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)?;
+    }
+    Ok(())
 }
