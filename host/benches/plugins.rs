@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pilot_host::manifest::PluginSettings;
-use pilot_host::plugin::{call_fn, PluginHost, ReadyStatus};
+use pilot_host::plugin::{call_fn, LoadedPlugin, PluginHost, ReadyStatus, Sandbox};
 
 fn hostile() -> PathBuf {
     let path =
@@ -47,22 +47,42 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&cache);
     println!("| what | pilot-host median (min–max) | baseline in the same run | target |");
     println!("| --- | --- | --- | --- |");
+    compile_cache(&wasm, &cache);
+    let host = PluginHost::new(Some(cache.clone())).unwrap();
+    let plugin = host.load_file(&hostile()).await.unwrap();
+    let mut sandbox = plugin.sandbox(&host, PluginSettings::default());
+    sandbox
+        .call(call_fn(|_, _| Box::pin(async { Ok(()) })))
+        .await
+        .unwrap();
+    warm_ready_check(&mut sandbox).await;
+    warm_stat_handler(&mut sandbox).await;
+    round_trip(&host, &plugin, &mut sandbox).await;
+    fresh_instance(&mut sandbox).await;
+    spin_deadline(&host, &plugin).await;
+    let _ = std::fs::remove_dir_all(&cache);
+}
 
-    // Load from the compile cache against a first compile.
+fn info() -> pilot_host::plugin::GuestProcessInfo {
+    pilot_host::plugin::sample_process_info()
+}
+
+/// Loads from the compile cache against a first compile.
+fn compile_cache(wasm: &[u8], cache: &std::path::Path) {
     let cold = PluginHost::new(None).unwrap();
     let compiles: Vec<f64> = (0..5)
         .map(|_| {
             let t = Instant::now();
-            cold.engine.compile(&wasm).unwrap();
+            cold.engine.compile(wasm).unwrap();
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    let cached = PluginHost::new(Some(cache.clone())).unwrap();
-    cached.engine.compile(&wasm).unwrap();
+    let cached = PluginHost::new(Some(cache.to_path_buf())).unwrap();
+    cached.engine.compile(wasm).unwrap();
     let hits: Vec<f64> = (0..50)
         .map(|_| {
             let t = Instant::now();
-            let (_, from_cache) = cached.engine.compile(&wasm).unwrap();
+            let (_, from_cache) = cached.engine.compile(wasm).unwrap();
             assert!(from_cache);
             t.elapsed().as_secs_f64() * 1e3
         })
@@ -74,35 +94,18 @@ async fn main() {
         Some(("first compile", compiles)),
         "≤ 1 ms vs about 90 ms",
     );
+}
 
-    let host = PluginHost::new(Some(cache.clone())).unwrap();
-    let plugin = host.load_file(&hostile()).await.unwrap();
-    let mut sandbox = plugin.sandbox(&host, PluginSettings::default());
-    let info = || pilot_host::plugin::sample_process_info();
+const BATCH: usize = 2000;
 
-    // Warm call on a live instance, through the sandbox (fuel, deadline, epoch, timeout armed per call),
-    // against the same export called in a tight loop under one arming (raw wasmtime).
-    const BATCH: usize = 2000;
-    let mut ours = Vec::new();
-    let mut raw = Vec::new();
-    sandbox
-        .call(call_fn(|_, _| Box::pin(async { Ok(()) })))
-        .await
-        .unwrap();
+/// A warm call on a live instance, through the sandbox (fuel, deadline, epoch, timeout armed per
+/// call), against the same export called in a tight loop under one arming (raw wasmtime).
+async fn warm_ready_check(sandbox: &mut Sandbox) {
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
     for _ in 0..15 {
         let t = Instant::now();
         for _ in 0..BATCH {
-            let i = info();
-            let r = sandbox
-                .call(call_fn(move |p, s| {
-                    Box::pin(async move {
-                        p.pilot_plugin_plugin()
-                            .call_ready_check(s, "ok", &i, "{}")
-                            .await
-                    })
-                }))
-                .await
-                .unwrap();
+            let r = ready_check(sandbox).await;
             assert!(matches!(r, Ok(ReadyStatus::Ready)));
         }
         ours.push(t.elapsed().as_secs_f64() * 1e6 / BATCH as f64);
@@ -131,8 +134,26 @@ async fn main() {
         Some(("raw wasmtime call", raw)),
         "≤ 1 µs (raw 0.36 µs)",
     );
+}
 
-    // The smallest call: a stat handler given an empty list (no strings cross, nothing to parse).
+async fn ready_check(
+    sandbox: &mut Sandbox,
+) -> Result<ReadyStatus, pilot_host::plugin::PluginError> {
+    let i = info();
+    sandbox
+        .call(call_fn(move |p, s| {
+            Box::pin(async move {
+                p.pilot_plugin_plugin()
+                    .call_ready_check(s, "ok", &i, "{}")
+                    .await
+            })
+        }))
+        .await
+        .unwrap()
+}
+
+/// The smallest call: a stat handler given an empty list (no strings cross, nothing to parse).
+async fn warm_stat_handler(sandbox: &mut Sandbox) {
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
     for _ in 0..15 {
         let t = Instant::now();
@@ -172,8 +193,51 @@ async fn main() {
         Some(("raw wasmtime call", raw)),
         "≤ 1 µs (raw 0.36 µs)",
     );
+}
 
-    // A fresh instance: store with its WASI context, instantiate, init; then the (empty) call.
+/// The whole path of a supervisor's call: over the channel to the plugin's actor on the plugin
+/// threads, answered by a oneshot; against the same call on a sandbox the caller owns.
+async fn round_trip(host: &PluginHost, plugin: &LoadedPlugin, sandbox: &mut Sandbox) {
+    const ROUND_TRIPS: usize = 500;
+    let events = pilot_host::plugin::no_events();
+    let actor = plugin
+        .actor(host, PluginSettings::default(), events, None)
+        .unwrap();
+    let (mut through, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        let t = Instant::now();
+        for _ in 0..ROUND_TRIPS {
+            let i = info();
+            let r = actor
+                .call("bench".into(), move |p, s| {
+                    Box::pin(async move {
+                        p.pilot_plugin_plugin()
+                            .call_ready_check(s, "ok", &i, "{}")
+                            .await
+                    })
+                })
+                .await
+                .unwrap();
+            assert!(matches!(r, Ok(ReadyStatus::Ready)));
+        }
+        through.push(t.elapsed().as_secs_f64() * 1e6 / ROUND_TRIPS as f64);
+        let t = Instant::now();
+        for _ in 0..ROUND_TRIPS {
+            ready_check(sandbox).await.unwrap();
+        }
+        direct.push(t.elapsed().as_secs_f64() * 1e6 / ROUND_TRIPS as f64);
+    }
+    row(
+        "warm ready check through the plugin's actor (channel, plugin thread, oneshot)",
+        "µs",
+        through,
+        Some(("the same call on a sandbox the caller owns", direct)),
+        "≤ 50 µs (a ready check runs every 100 ms)",
+    );
+}
+
+/// A fresh instance: store with its WASI context, instantiate, init; then the (empty) call.
+async fn fresh_instance(sandbox: &mut Sandbox) {
     let mut fresh = Vec::new();
     for _ in 0..200 {
         sandbox.discard();
@@ -191,16 +255,18 @@ async fn main() {
         None,
         "≤ 30 µs",
     );
+}
 
-    // How far past its deadline a spinning plugin is stopped.
-    let settings = PluginSettings {
+/// How far past its deadline a spinning plugin is stopped.
+async fn spin_deadline(host: &PluginHost, plugin: &LoadedPlugin) {
+    let settings = || PluginSettings {
         call_timeout: Some(Duration::from_millis(50)),
         fuel: Some(u64::MAX / 4),
         ..Default::default()
     };
-    let mut spinner = plugin.sandbox(&host, settings);
     let mut late = Vec::new();
     for _ in 0..10 {
+        let mut spinner = plugin.sandbox(host, settings());
         let i = info();
         let t = Instant::now();
         let r = spinner
@@ -214,14 +280,6 @@ async fn main() {
             .await;
         assert!(r.is_err());
         late.push((t.elapsed().as_secs_f64() - 0.050) * 1e3);
-        spinner = plugin.sandbox(
-            &host,
-            PluginSettings {
-                call_timeout: Some(Duration::from_millis(50)),
-                fuel: Some(u64::MAX / 4),
-                ..Default::default()
-            },
-        );
     }
     row(
         "spinning plugin stopped past its 50 ms deadline",
@@ -230,5 +288,4 @@ async fn main() {
         None,
         "≤ 2 ms",
     );
-    let _ = std::fs::remove_dir_all(&cache);
 }

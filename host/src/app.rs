@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::extension::{Extensions, NoExtensions};
 use crate::manifest::{self, Catalog, Loaded, ManifestError};
 use crate::plugin::{self, LoadedPlugin, PluginHost, PluginSet};
-use crate::supervisor::{self, Bus, Guard, Handle, Outcome};
+use crate::supervisor::{self, Bus, Event, Guard, Handle, Outcome};
 
 /// How a command failed, which decides the exit code.
 #[derive(Debug)]
@@ -163,7 +163,10 @@ pub async fn run(
     let extensions: Arc<dyn Extensions> = match prepared.host {
         None => Arc::new(NoExtensions),
         Some(host) => Arc::new(
-            PluginSet::start(&host, prepared.plugins, &manifest)
+            PluginSet::start(&host, prepared.plugins, &manifest, {
+                let events = events.clone();
+                Arc::new(move |event| events.send(Event::Plugin(event)))
+            })
                 .await
                 .map_err(|errors| {
                     Failure::BadInput(anyhow::anyhow!(

@@ -9,7 +9,6 @@ pub use crate::app::Failure;
 use crate::app::{self, describe_plugins, prepare};
 use crate::graph::DepGraph;
 use crate::manifest::{self, Catalog};
-use crate::plugin::{self, PluginHost};
 use crate::render::{self, GraphFormat};
 
 /// The top-level command line of `pilot-host`.
@@ -81,21 +80,8 @@ pub enum Command {
 /// Plugin subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Check plugin files; exit 1 on any finding (2 when a file cannot be read).
-    Check {
-        /// The `.wasm` files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Print the reports as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Configuration to `init` the plugins with, as JSON (as `plugins.<name>.config` would).
-        #[arg(long, value_name = "JSON")]
-        config: Option<String>,
-        /// Wall-clock limit of each call in milliseconds (default: the production limit, 1000).
-        #[arg(long, value_name = "MS")]
-        timeout_ms: Option<u64>,
-    },
+    /// Check plugin files; exit 1 on any finding (2 when an input cannot be read).
+    Check(crate::plugin::check::command::CheckArgs),
 }
 
 /// Arguments of `graph`, shared with the `process-graph` binary.
@@ -153,12 +139,7 @@ pub fn run(cli: Cli) -> ExitCode {
             },
         ),
         Command::Ctl(args) => return crate::ctl::run(args),
-        Command::Plugin(PluginCommand::Check {
-            files,
-            json,
-            config,
-            timeout_ms,
-        }) => plugin_check(&files, json, config.as_deref(), timeout_ms),
+        Command::Plugin(PluginCommand::Check(args)) => plugin_check(&args),
         Command::Guard { run_id } => return crate::supervisor::pgroup::run_guard(&run_id),
         Command::Schema => {
             println!(
@@ -265,60 +246,14 @@ fn run_manifest(path: &Path, plugins: Option<&Path>, control: RunControl) -> Res
     app::outcome_result(&outcome?)
 }
 
-fn plugin_check(
-    files: &[PathBuf],
-    json: bool,
-    config: Option<&str>,
-    timeout_ms: Option<u64>,
-) -> Result<(), Failure> {
-    let config = config
-        .map(serde_json::from_str::<serde_json::Value>)
-        .transpose()
-        .map_err(|e| Failure::BadInput(anyhow::anyhow!("`--config` is not JSON: {e}")))?;
-    for file in files {
-        if !file.is_file() {
-            return Err(Failure::BadInput(anyhow::anyhow!(
-                "`{}` is not a file",
-                file.display()
-            )));
-        }
-    }
-    let settings = crate::manifest::PluginSettings {
-        config,
-        call_timeout: timeout_ms.map(std::time::Duration::from_millis),
-        ..Default::default()
-    };
+fn plugin_check(args: &crate::plugin::check::command::CheckArgs) -> Result<(), Failure> {
+    use crate::plugin::check::command::{run, CheckFailure};
     let runtime = runtime()?;
-    let reports = runtime.block_on(async {
-        let host = PluginHost::new(plugin::default_cache_dir()).map_err(|e| {
-            Failure::Runtime(anyhow::anyhow!("cannot start the plugin runtime: {e:#}"))
-        })?;
-        let mut reports = Vec::new();
-        for file in files {
-            reports.push(plugin::check::check_file(&host, file, &settings).await);
-        }
-        Ok::<_, Failure>(reports)
-    })?;
+    let result = runtime.block_on(run(args));
+    // Plugin threads may still be parked in host calls; do not wait for them.
     runtime.shutdown_background();
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reports).expect("reports serialize")
-        );
-    } else {
-        for r in &reports {
-            r.print();
-        }
-    }
-    let findings: usize = reports.iter().map(|r| r.findings.len()).sum();
-    if findings == 0 {
-        Ok(())
-    } else {
-        Err(Failure::Runtime(anyhow::anyhow!(
-            "{findings} {} in {} of {} plugins",
-            if findings == 1 { "finding" } else { "findings" },
-            reports.iter().filter(|r| !r.findings.is_empty()).count(),
-            reports.len()
-        )))
-    }
+    result.map_err(|e| match e {
+        CheckFailure::BadInput(m) => Failure::BadInput(anyhow::anyhow!(m)),
+        CheckFailure::Failed(m) => Failure::Runtime(anyhow::anyhow!(m)),
+    })
 }

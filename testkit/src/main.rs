@@ -19,6 +19,7 @@
 //! - `--tick MS`: print `NAME tick K` every MS.
 //! - `--busy`: keep one core busy.
 //! - `--append-start PATH`: append `NAME NANOS` to PATH at start.
+//! - `--append-listen PATH`: append `NAME NANOS` to PATH once a later `--listen-after` listens.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -78,6 +79,7 @@ fn main() {
     let mut name = "child".to_string();
     let mut record_stop: Option<String> = None;
     let mut ignore_term = false;
+    let mut listen_record: Option<String> = None;
     let mut i = 0;
     let next = |i: &mut usize| -> String {
         *i += 1;
@@ -91,8 +93,13 @@ fn main() {
             "--listen-after" => {
                 let ms: u64 = next(&mut i).parse().unwrap();
                 let port: u16 = next(&mut i).parse().unwrap();
+                let record = listen_record.clone().map(|path| (path, name.clone()));
                 after(ms, move || {
-                    serve(TcpListener::bind(("127.0.0.1", port)).expect("bind"))
+                    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
+                    if let Some((path, name)) = record {
+                        append(&path, &format!("{name} {}\n", now_nanos()));
+                    }
+                    serve(listener)
                 });
             }
             "--touch-after" => {
@@ -132,6 +139,7 @@ fn main() {
             "--pid-file" => {
                 std::fs::write(next(&mut i), std::process::id().to_string()).expect("pid file")
             }
+            "--append-listen" => listen_record = Some(next(&mut i)),
             "--append-start" => append(&next(&mut i), &format!("{name} {}\n", now_nanos())),
             "--print-env" => {
                 let var = next(&mut i);

@@ -2,13 +2,14 @@
 //!
 //! - `demo`: builds the plugins and pilot-host, validates and draws `demo/manifest.yaml`, then runs it.
 //! - `test`: installs what the tests need (Graphviz, tmux, Chromium and playwright-core, the
-//!   `wasm32-wasip2` target), builds the plugins, then runs every test.
+//!   `wasm32-wasip2` target, the SARIF schema), builds the plugins, then runs every test.
 //! - `plugins`: builds the example and hostile plugins into `target/plugins/{examples,hostile}/`.
 //! - `bench`: builds release binaries and measures the supervisor (start, readiness, restart, idle,
 //!   stop) and the plugin runtime (calls, instances, compile cache, deadlines).
 
 mod bench;
 mod plugins;
+mod sarif;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -207,6 +208,7 @@ fn test(extra: &[String]) -> Result<(), String> {
     ensure_graphviz()?;
     ensure_browser()?;
     plugins::plugins(&[])?;
+    sarif::ensure_schema()?;
     // The integration tests run `pilot-child`, a binary of another package: `cargo test` alone
     // builds only the binaries of the package under test.
     run(Command::new("cargo").args(["build", "-p", "testkit", "--bin", "pilot-child"]))?;

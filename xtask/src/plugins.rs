@@ -1,5 +1,5 @@
-//! `cargo xtask plugins`: builds the guest crates (example and hostile plugins) for `wasm32-wasip2` and
-//! collects the components in `target/plugins/examples/` and `target/plugins/hostile/`.
+//! `cargo xtask plugins`: builds the guest crates (example and test plugins) for `wasm32-wasip2` and
+//! collects the components in `target/plugins/{examples,hostile,hostile-set,wit}/`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,7 +17,28 @@ const GUESTS: &[(&str, &str)] = &[
     ("event-log", "examples"),
     ("hostile", "hostile"),
     ("describe-trap", "hostile"),
+    ("probe", "hostile"),
+    ("bad-names", "hostile"),
+    ("wit-next-minor", "wit"),
+    ("wit-next-patch", "wit"),
 ];
+
+/// The crate whose examples are the nine plugins of the hostile load scenario, and those examples;
+/// they go to `target/plugins/hostile-set/`.
+const HOSTILE_SET: (&str, &[&str]) = (
+    "hostile-set",
+    &[
+        "h-spin",
+        "h-sleep",
+        "h-socket",
+        "h-membomb",
+        "h-recurse",
+        "h-trap",
+        "h-huge",
+        "h-flood",
+        "h-escape",
+    ],
+);
 
 /// Builds every guest crate in release mode and copies the components into place; returns their paths.
 pub fn plugins(extra: &[String]) -> Result<Vec<PathBuf>, String> {
@@ -36,21 +57,50 @@ pub fn plugins(extra: &[String]) -> Result<Vec<PathBuf>, String> {
     let mut copied = Vec::new();
     for (package, folder) in GUESTS {
         let from = built.join(format!("{}.wasm", package.replace('-', "_")));
-        let dir = target_dir.join("plugins").join(folder);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-        let to = dir.join(format!("{package}.wasm"));
-        std::fs::copy(&from, &to).map_err(|e| {
-            format!(
-                "cannot copy `{}` to `{}`: {e}",
-                from.display(),
-                to.display()
-            )
-        })?;
-        println!("{}", to.display());
-        copied.push(to);
+        copied.push(copy(
+            &from,
+            &target_dir.join("plugins").join(folder),
+            package,
+        )?);
+    }
+    let (package, examples) = HOSTILE_SET;
+    run(Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "-p",
+            package,
+            "--examples",
+        ])
+        .args(extra))?;
+    for example in examples {
+        let from = built
+            .join("examples")
+            .join(format!("{}.wasm", example.replace('-', "_")));
+        copied.push(copy(
+            &from,
+            &target_dir.join("plugins").join(package),
+            example,
+        )?);
     }
     Ok(copied)
+}
+
+/// Copies the component `from` to `dir/NAME.wasm`; returns the new path.
+fn copy(from: &std::path::Path, dir: &std::path::Path, name: &str) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    let to = dir.join(format!("{name}.wasm"));
+    std::fs::copy(from, &to).map_err(|e| {
+        format!(
+            "cannot copy `{}` to `{}`: {e}",
+            from.display(),
+            to.display()
+        )
+    })?;
+    println!("{}", to.display());
+    Ok(to)
 }
 
 /// Adds the `wasm32-wasip2` target with rustup when the toolchain lacks it.

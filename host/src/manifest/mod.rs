@@ -10,6 +10,7 @@ mod control;
 mod error;
 mod explain;
 mod model;
+mod names;
 mod process;
 pub mod raw;
 pub mod resolve;
@@ -21,6 +22,7 @@ pub use model::{
     ControlServer, Manifest, PluginSettings, ProcessSpec, Readiness, ReadyStrategy, RestartPolicy,
     ShutdownStrategy,
 };
+pub use names::{escape_controls, plugin_name_problem, PluginNameKind, MAX_PLUGIN_NAME};
 pub use process::{cpu_count, BUILTIN_READY};
 
 /// The names the loaded plugins provide, which the manifest may refer to.

@@ -15,11 +15,13 @@ use wasmtime::{Config, Engine};
 /// How often the epoch advances while a plugin runs: the granularity of wall-clock deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// The engine, its epoch ticker and its compile cache.
+/// The engine, its epoch ticker, the threads plugins run on and the compile cache.
 #[derive(Clone)]
 pub struct PluginEngine {
     /// The wasmtime engine.
     pub engine: Engine,
+    /// The threads plugin code runs on.
+    pub threads: super::threads::PluginThreads,
     ticker: Arc<Ticker>,
     cache_dir: Option<PathBuf>,
 }
@@ -63,6 +65,11 @@ impl PluginEngine {
             .consume_fuel(true)
             .epoch_interruption(true)
             .max_wasm_stack(512 * 1024);
+        // Linear memories a fork leaves out (see `memory`); copy-on-write memory images work only with
+        // wasmtime's own memories.
+        config
+            .with_host_memory(Arc::new(super::memory::NoForkMemory))
+            .memory_init_cow(false);
         let engine = Engine::new(&config)?;
         let ticker = Arc::new(Ticker {
             active: AtomicUsize::new(0),
@@ -100,8 +107,11 @@ impl PluginEngine {
                 }
             })
             .map_err(|e| wasmtime::format_err!("cannot start the epoch ticker: {e}"))?;
+        let threads = super::threads::PluginThreads::new()
+            .map_err(|e| wasmtime::format_err!("cannot start the plugin threads: {e}"))?;
         Ok(PluginEngine {
             engine,
+            threads,
             ticker,
             cache_dir,
         })
@@ -150,6 +160,13 @@ impl PluginEngine {
             }
         }
         Ok((component, false))
+    }
+}
+
+impl PluginEngine {
+    /// Compiles `wasm` without the cache (for `plugin check`'s compile time).
+    pub fn compile_fresh(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+        Component::new(&self.engine, wasm)
     }
 }
 

@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
+use super::actor::{Actor, Answer};
 use super::bindings::{self as b, ReadyStatus, StatActionKind};
 use super::sandbox::{Call, StoreState};
 use super::{CallError, PluginSet};
 use crate::extension::{
-    BoxFuture, Extensions, LifecycleEvent, ProcessInfo, ProcessStats, ReadyAnswer, StatAction,
+    BoxFuture, Extensions, LifecycleEvent, PluginStatus, ProcessInfo, ProcessStats, ReadyAnswer,
+    StatAction,
 };
+use crate::manifest::Manifest;
 
 fn info(p: &ProcessInfo) -> b::ProcessInfo {
     b::ProcessInfo {
@@ -49,21 +52,15 @@ fn stats(s: &ProcessStats) -> b::ProcessStats {
 }
 
 impl PluginSet {
-    /// Calls into plugin `i`, waiting for its sandbox (calls into one plugin are serialized).
-    async fn call<R>(
-        &self,
-        i: usize,
-        f: impl for<'a> FnOnce(&'a b::PilotPlugin, &'a mut wasmtime::Store<StoreState>) -> Call<'a, R>,
-    ) -> Result<R, CallError> {
-        self.sandboxes[i].lock().await.call(f).await
-    }
-
-    fn failed(&self, i: usize, what: &str, e: &CallError) -> String {
-        let message = format!("{}: {what}: {e}", self.labels[i]);
-        if !matches!(e, CallError::Quarantined | CallError::Plugin(_)) {
-            tracing::warn!("{message}");
-        }
-        message
+    /// Calls `actor`; failures were already counted, logged and reported on the plugin threads.
+    async fn call<R, F>(actor: &Actor, what: String, f: F) -> Result<R, CallError>
+    where
+        R: Answer + Send + 'static,
+        F: for<'a> FnOnce(&'a b::PilotPlugin, &'a mut wasmtime::Store<StoreState>) -> Call<'a, R>
+            + Send
+            + 'static,
+    {
+        actor.call(what, f).await
     }
 }
 
@@ -75,36 +72,33 @@ impl Extensions for PluginSet {
         params: &'a str,
     ) -> BoxFuture<'a, ReadyAnswer> {
         Box::pin(async move {
-            let Some(&i) = self.ready.get(strategy) else {
+            let Some(actor) = self.snapshot().ready.get(strategy).cloned() else {
                 return ReadyAnswer::Error(format!(
                     "no plugin provides ready strategy `{strategy}`"
                 ));
             };
             let (strategy_owned, process_info, params_owned) =
                 (strategy.to_string(), info(process), params.to_string());
-            let result = self
-                .call(i, move |bindings, store| {
-                    Box::pin(async move {
-                        bindings
-                            .pilot_plugin_plugin()
-                            .call_ready_check(store, &strategy_owned, &process_info, &params_owned)
-                            .await
-                    })
-                })
-                .await;
             let what = format!("ready check `{strategy}` of `{}`", process.name);
+            let result = Self::call(&actor, what, move |bindings, store| {
+                Box::pin(async move {
+                    bindings
+                        .pilot_plugin_plugin()
+                        .call_ready_check(store, &strategy_owned, &process_info, &params_owned)
+                        .await
+                })
+            })
+            .await;
             match result {
                 Ok(Ok(ReadyStatus::Ready)) => ReadyAnswer::Ready,
                 Ok(Ok(ReadyStatus::NotYet(reason))) => {
                     ReadyAnswer::NotYet(super::log::sanitize(&reason))
                 }
-                Ok(Err(e)) => {
-                    ReadyAnswer::Error(self.failed(i, &what, &CallError::Plugin(b::error_text(&e))))
-                }
+                Ok(Err(e)) => ReadyAnswer::Error(format!("{}: {}", actor.label, b::error_text(&e))),
                 Err(CallError::Quarantined) => {
-                    ReadyAnswer::NotYet(format!("{} is quarantined", self.labels[i]))
+                    ReadyAnswer::NotYet(format!("{} is quarantined", actor.label))
                 }
-                Err(e) => ReadyAnswer::Error(self.failed(i, &what, &e)),
+                Err(e) => ReadyAnswer::Error(format!("{}: {e}", actor.label)),
             }
         })
     }
@@ -116,31 +110,23 @@ impl Extensions for PluginSet {
         process: &'a ProcessInfo,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let Some(&i) = self.hooks.get(hook) else {
+            let Some(actor) = self.snapshot().hooks.get(hook).cloned() else {
                 return;
             };
             let (hook_owned, process_info, (wit_event, exit)) =
                 (hook.to_string(), info(process), event(e));
-            let result = self
-                .call(i, move |bindings, store| {
-                    Box::pin(async move {
-                        bindings
-                            .pilot_plugin_plugin()
-                            .call_lifecycle(store, &hook_owned, wit_event, &process_info, exit)
-                            .await
-                    })
-                })
-                .await;
             let what = format!("hook `{hook}` at {} of `{}`", e.name(), process.name);
-            match result {
-                Ok(Ok(())) | Err(CallError::Quarantined) => {}
-                Ok(Err(e)) => tracing::warn!(
-                    "{}",
-                    self.failed(i, &what, &CallError::Plugin(b::error_text(&e)))
-                ),
-                Err(e) => {
-                    self.failed(i, &what, &e);
-                }
+            let result = Self::call(&actor, what.clone(), move |bindings, store| {
+                Box::pin(async move {
+                    bindings
+                        .pilot_plugin_plugin()
+                        .call_lifecycle(store, &hook_owned, wit_event, &process_info, exit)
+                        .await
+                })
+            })
+            .await;
+            if let Ok(Err(e)) = result {
+                tracing::warn!("{}: {what}: {}", actor.label, b::error_text(&e));
             }
         })
     }
@@ -151,29 +137,30 @@ impl Extensions for PluginSet {
         sample: &'a [ProcessStats],
     ) -> BoxFuture<'a, Vec<StatAction>> {
         Box::pin(async move {
-            let Some(&i) = self.handlers.get(handler) else {
+            let Some(actor) = self.snapshot().handlers.get(handler).cloned() else {
                 return Vec::new();
             };
             let (handler_owned, list) = (
                 handler.to_string(),
                 sample.iter().map(stats).collect::<Vec<_>>(),
             );
-            let result = self
-                .call(i, move |bindings, store| {
-                    Box::pin(async move {
-                        bindings
-                            .pilot_plugin_plugin()
-                            .call_stats(store, &handler_owned, &list)
-                            .await
-                    })
-                })
-                .await;
             let what = format!("stat handler `{handler}`");
+            let result = Self::call(&actor, what.clone(), move |bindings, store| {
+                Box::pin(async move {
+                    bindings
+                        .pilot_plugin_plugin()
+                        .call_stats(store, &handler_owned, &list)
+                        .await
+                })
+            })
+            .await;
             match result {
                 Ok(Ok(actions)) => actions
                     .into_iter()
                     .map(|a| {
-                        let (process, reason) = (a.process, super::log::sanitize(&a.reason));
+                        // A name with control characters matches no process; shown escaped.
+                        let process = crate::manifest::escape_controls(&a.process);
+                        let reason = super::log::sanitize(&a.reason);
                         match a.kind {
                             StatActionKind::Restart => StatAction::Restart { process, reason },
                             StatActionKind::Stop => StatAction::Stop { process, reason },
@@ -181,21 +168,23 @@ impl Extensions for PluginSet {
                     })
                     .collect(),
                 Ok(Err(e)) => {
-                    tracing::warn!(
-                        "{}",
-                        self.failed(i, &what, &CallError::Plugin(b::error_text(&e)))
-                    );
+                    tracing::warn!("{}: {what}: {}", actor.label, b::error_text(&e));
                     Vec::new()
                 }
-                Err(e) => {
-                    self.failed(i, &what, &e);
-                    Vec::new()
-                }
+                Err(_) => Vec::new(),
             }
         })
     }
 
     fn ready_check_interval(&self) -> Duration {
-        self.interval
+        self.interval()
+    }
+
+    fn plugins(&self) -> Vec<PluginStatus> {
+        self.status()
+    }
+
+    fn reload<'a>(&'a self, manifest: &'a Manifest) -> BoxFuture<'a, Result<(), Vec<String>>> {
+        Box::pin(self.apply(manifest))
     }
 }

@@ -1,23 +1,36 @@
 //! Plugin output into the host's log: `host.log` calls and WASI stdout/stderr, tagged with the plugin's
 //! name, stripped of terminal escapes and control characters, cut at 2 KiB, and rate-limited per plugin
-//! (a burst of 200 lines, then 100 lines a second; what is dropped is counted and reported).
+//! (a burst of 200 lines, then 100 lines a second). Dropped lines are counted and reported at most once
+//! a second per plugin, in the log and as a [`PluginEvent::LogDropped`].
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::bindings::LogLevel;
+use crate::extension::{PluginEvent, PluginEventSink};
 
 const BURST: f64 = 200.0;
 const PER_SECOND: f64 = 100.0;
 const MAX_LINE: usize = 2048;
 
+/// The shortest time between two "lines dropped" notices of one plugin.
+pub const NOTICE_EVERY: Duration = Duration::from_secs(1);
+
 /// The log of one plugin.
-#[derive(Debug)]
 pub struct PluginLog {
     name: Arc<str>,
     bucket: Mutex<Bucket>,
+    events: PluginEventSink,
+}
+
+impl std::fmt::Debug for PluginLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginLog")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -25,6 +38,8 @@ struct Bucket {
     tokens: f64,
     refilled: Instant,
     dropped: u64,
+    dropped_since: Option<Instant>,
+    last_notice: Option<Instant>,
 }
 
 /// Returns `text` without terminal escape sequences and control characters (tabs become spaces).
@@ -66,39 +81,47 @@ pub fn sanitize(text: &str) -> String {
 }
 
 impl PluginLog {
-    /// Creates the log of plugin `name`.
-    pub fn new(name: &str) -> Arc<PluginLog> {
+    /// Creates the log of plugin `name`, reporting dropped lines to `events`.
+    pub fn new(name: &str, events: PluginEventSink) -> Arc<PluginLog> {
         Arc::new(PluginLog {
             name: name.into(),
             bucket: Mutex::new(Bucket {
                 tokens: BURST,
                 refilled: Instant::now(),
                 dropped: 0,
+                dropped_since: None,
+                last_notice: None,
             }),
+            events,
         })
+    }
+
+    /// Returns the plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Writes one line at `level`, unless over the rate limit.
     pub fn line(&self, level: LogLevel, text: &str) {
-        let dropped = {
+        let now = Instant::now();
+        let notice = {
             let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
             b.tokens =
                 (b.tokens + now.duration_since(b.refilled).as_secs_f64() * PER_SECOND).min(BURST);
             b.refilled = now;
             if b.tokens < 1.0 {
                 b.dropped += 1;
+                b.dropped_since.get_or_insert(now);
+                let notice = b.take_notice(now);
+                drop(b);
+                self.notify(notice);
                 return;
             }
             b.tokens -= 1.0;
-            std::mem::take(&mut b.dropped)
+            b.take_notice(now)
         };
+        self.notify(notice);
         let name = &self.name;
-        if dropped > 0 {
-            tracing::warn!(
-                "plugin `{name}`: {dropped} log lines dropped (rate limit {PER_SECOND}/s)"
-            );
-        }
         let text = sanitize(text);
         match level {
             LogLevel::Trace => tracing::trace!("plugin `{name}`: {text}"),
@@ -107,6 +130,56 @@ impl PluginLog {
             LogLevel::Warn => tracing::warn!("plugin `{name}`: {text}"),
             LogLevel::Error => tracing::error!("plugin `{name}`: {text}"),
         }
+    }
+
+    /// Reports lines dropped so far if no notice was given in the last second; returns when to call
+    /// again if some are still unreported.
+    pub fn flush_notice(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let notice = b.take_notice(now);
+        let again = (b.dropped > 0).then(|| b.last_notice.map_or(now, |t| t + NOTICE_EVERY));
+        drop(b);
+        self.notify(notice);
+        again
+    }
+
+    /// Reports every line dropped so far, due or not (when the plugin stops).
+    pub fn flush_final(&self) {
+        let now = Instant::now();
+        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        b.last_notice = None;
+        let notice = b.take_notice(now);
+        drop(b);
+        self.notify(notice);
+    }
+
+    fn notify(&self, notice: Option<(u64, Duration)>) {
+        let Some((count, over)) = notice else { return };
+        let name = &self.name;
+        tracing::warn!(
+            "plugin `{name}`: {count} log lines dropped in {:.1} s (limit: {BURST} at once, then {PER_SECOND} a second)",
+            over.as_secs_f64().max(0.1)
+        );
+        (self.events)(PluginEvent::LogDropped {
+            plugin: name.to_string(),
+            count,
+        });
+    }
+}
+
+impl Bucket {
+    /// Takes the dropped count for a notice, if one is due.
+    fn take_notice(&mut self, now: Instant) -> Option<(u64, Duration)> {
+        let due = self
+            .last_notice
+            .is_none_or(|t| now.duration_since(t) >= NOTICE_EVERY);
+        if self.dropped == 0 || !due {
+            return None;
+        }
+        self.last_notice = Some(now);
+        let since = self.dropped_since.take().unwrap_or(now);
+        Some((std::mem::take(&mut self.dropped), now.duration_since(since)))
     }
 }
 
@@ -193,6 +266,41 @@ mod tests {
             "red and plain"
         );
         assert_eq!(sanitize("a\rb\nc"), "abc");
+    }
+
+    #[test]
+    fn dropped_lines_are_noticed_at_most_once_a_second() {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let log = PluginLog::new("flood", Arc::new(move |e| sink.lock().unwrap().push(e)));
+        for i in 0..10_000 {
+            log.line(LogLevel::Trace, &format!("line {i}"));
+        }
+        let noticed = |events: &Mutex<Vec<PluginEvent>>| {
+            events
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|e| match e {
+                    PluginEvent::LogDropped { count, .. } => *count,
+                    other => panic!("unexpected event {other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        // The first drop is noticed at once; the rest waits out the second.
+        assert_eq!(noticed(&events), [1]);
+        assert!(
+            log.flush_notice().is_some(),
+            "more dropped lines are pending"
+        );
+        assert_eq!(noticed(&events), [1]);
+        log.bucket.lock().unwrap().last_notice = Some(Instant::now() - NOTICE_EVERY);
+        assert_eq!(log.flush_notice(), None);
+        let counts = noticed(&events);
+        assert_eq!(counts.len(), 2);
+        // Every line was logged or counted (a token or two may have refilled meanwhile).
+        let logged = 10_000 - counts.iter().sum::<u64>();
+        assert!((200..210).contains(&logged), "{logged} lines logged");
     }
 
     #[test]

@@ -2,22 +2,24 @@
 //! calls made under a fuel budget, a wall-clock deadline, a memory cap, a stack cap and a cap on data
 //! crossing into the host. A trap, a timeout or a dropped call discards the instance; the next call gets
 //! a fresh one from the plugin's `InstancePre`. Failing several calls in a row quarantines the plugin.
+//!
+//! A sandbox has one owner: the plugin's actor (see `actor`) in `run` and `plugin check`, the caller in
+//! benches.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::time::Instant;
-use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
-use wasmtime_wasi::sockets::SocketAddrUse;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
-use super::bindings::{self, Description, LogLevel, PilotPlugin, PilotPluginPre};
+use super::bindings::{self, Description, PilotPlugin, PilotPluginPre};
 use super::engine::PluginEngine;
-use super::log::{LogStream, PluginLog};
+use super::log::PluginLog;
+pub use super::store::{Grants, Observed, StoreState};
+use crate::extension::{PluginEvent, PluginEventSink};
 use crate::manifest::PluginSettings;
 
 /// Failed calls in a row that quarantine a plugin.
@@ -77,6 +79,10 @@ pub enum CallError {
     /// The plugin failed too often and is no longer called.
     #[error("is quarantined after {QUARANTINE_AFTER} failed calls in a row")]
     Quarantined,
+    /// The caller stopped waiting: the plugin was still busy with earlier calls (the call, if begun,
+    /// runs to its end under its own limits).
+    #[error("did not answer within {} ms: busy with earlier calls", .0.as_millis())]
+    Busy(Duration),
 }
 
 /// Describes a trap for people.
@@ -114,89 +120,6 @@ pub fn describe_trap(e: &wasmtime::Error, limits: &Limits) -> String {
     }
 }
 
-/// What a Store holds.
-pub struct StoreState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: StoreLimits,
-    deadline: Instant,
-    log: Arc<PluginLog>,
-}
-
-impl WasiView for StoreState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl bindings::pilot::plugin::types::Host for StoreState {}
-
-impl bindings::pilot::plugin::host::Host for StoreState {
-    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
-        self.log.line(level, &message);
-        Ok(())
-    }
-}
-
-/// Resolves `host:port` grants to socket addresses, once.
-fn resolve_tcp(grants: &[(String, u16)]) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for (host, port) in grants {
-        match host.parse::<IpAddr>() {
-            Ok(ip) => out.push(SocketAddr::new(ip, *port)),
-            Err(_) => match (host.as_str(), *port).to_socket_addrs() {
-                Ok(addrs) => out.extend(addrs),
-                Err(e) => {
-                    tracing::warn!("cannot resolve granted TCP destination `{host}:{port}`: {e}")
-                }
-            },
-        }
-    }
-    out
-}
-
-/// Builds the WASI context a plugin's grants allow; with no grants it reaches nothing.
-fn wasi_ctx(settings: &PluginSettings, log: &Arc<PluginLog>) -> wasmtime::Result<WasiCtx> {
-    let mut b = WasiCtxBuilder::new();
-    b.stdout(LogStream::new(log.clone(), LogLevel::Info))
-        .stderr(LogStream::new(log.clone(), LogLevel::Warn));
-    for (paths, perms) in [
-        (&settings.allow_read, FsPerms::ReadOnly),
-        (&settings.allow_write, FsPerms::ReadWrite),
-    ] {
-        for path in paths {
-            let dir = if path.is_dir() {
-                path.as_path()
-            } else {
-                path.parent().unwrap_or(path)
-            };
-            b.preopened_dir(dir, dir.to_string_lossy(), perms)?;
-        }
-    }
-    for var in &settings.allow_env {
-        if let Ok(value) = std::env::var(var) {
-            b.env(var, value);
-        }
-    }
-    let allowed = resolve_tcp(&settings.allow_tcp);
-    if !allowed.is_empty() {
-        b.allow_tcp(true);
-        b.socket_addr_check(move |addr, usage| {
-            let ok = match usage {
-                SocketAddrUse::TcpConnect => allowed.contains(&addr),
-                // The implicit bind of a connect uses the wildcard address and port 0; listening is not granted.
-                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-                _ => false,
-            };
-            Box::pin(async move { ok })
-        });
-    }
-    Ok(b.build())
-}
-
 /// A live instance.
 struct Live {
     store: Store<StoreState>,
@@ -215,7 +138,31 @@ where
     f
 }
 
-/// The sandbox of one plugin; callers serialize on a lock around it.
+/// What the last call cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CallProfile {
+    /// Wall time of the export call, in milliseconds (without making a fresh instance).
+    pub ms: f64,
+    /// Fuel the export call used.
+    pub fuel: u64,
+    /// The most linear memory the instance has held, in bytes.
+    pub peak_memory: usize,
+    /// Milliseconds spent making a fresh instance (store, WASI context, instantiate, `init`) first.
+    pub fresh_instance_ms: Option<f64>,
+}
+
+/// Who a sandbox runs, and where it reports.
+#[derive(Clone)]
+pub struct Identity {
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// Where failures, quarantines and dropped log lines are reported.
+    pub events: PluginEventSink,
+}
+
+/// The sandbox of one plugin; its owner serializes the calls.
 pub struct Sandbox {
     /// The plugin's name.
     pub name: String,
@@ -223,41 +170,46 @@ pub struct Sandbox {
     pub version: String,
     engine: PluginEngine,
     pre: PilotPluginPre<StoreState>,
-    settings: PluginSettings,
+    grants: Grants,
     config: String,
     /// The limits of each call.
     pub limits: Limits,
     log: Arc<PluginLog>,
+    events: PluginEventSink,
     live: Option<Live>,
     in_call: bool,
     failures: u32,
+    last: CallProfile,
 }
 
 impl Sandbox {
-    /// Creates the sandbox; no instance exists until the first call.
+    /// Creates the sandbox; no instance exists until the first call. `grants` come from
+    /// [`Grants::resolve`], which may block on name lookups.
     pub fn new(
         engine: PluginEngine,
         pre: PilotPluginPre<StoreState>,
-        name: &str,
-        version: &str,
-        settings: PluginSettings,
+        who: Identity,
+        grants: Grants,
     ) -> Sandbox {
+        let settings: &PluginSettings = &grants.settings;
         let config = settings
             .config
             .as_ref()
             .map_or("null".to_string(), |c| c.to_string());
         Sandbox {
-            name: name.to_string(),
-            version: version.to_string(),
+            log: PluginLog::new(&who.name, who.events.clone()),
+            limits: Limits::from_settings(settings),
+            name: who.name,
+            version: who.version,
             engine,
             pre,
-            limits: Limits::from_settings(&settings),
-            settings,
+            grants,
             config,
-            log: PluginLog::new(name),
+            events: who.events,
             live: None,
             in_call: false,
             failures: 0,
+            last: CallProfile::default(),
         }
     }
 
@@ -271,33 +223,50 @@ impl Sandbox {
         self.live = None;
     }
 
+    /// Drops the live instance and forgets failures, so the next call starts afresh (for `plugin check`,
+    /// whose smoke tests must not quarantine each other).
+    pub fn reset(&mut self) {
+        self.live = None;
+        self.failures = 0;
+    }
+
     /// Returns whether a live instance exists (for tests and benchmarks).
     pub fn is_live(&self) -> bool {
         self.live.is_some()
     }
 
+    /// Returns what the last call cost.
+    pub fn last_profile(&self) -> CallProfile {
+        self.last
+    }
+
+    /// Returns where failures and quarantines are reported.
+    pub fn events(&self) -> &PluginEventSink {
+        &self.events
+    }
+
+    /// Returns the plugin's log (for its "lines dropped" notices).
+    pub fn log(&self) -> &Arc<PluginLog> {
+        &self.log
+    }
+
     fn new_store(&self) -> wasmtime::Result<Store<StoreState>> {
-        let state = StoreState {
-            wasi: wasi_ctx(&self.settings, &self.log)?,
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .instances(64)
-                .memories(16)
-                .tables(64)
-                .trap_on_grow_failure(true)
-                .build(),
-            deadline: Instant::now(),
-            log: self.log.clone(),
-        };
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .instances(64)
+            .memories(16)
+            .tables(64)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = StoreState::new(&self.grants, limits, &self.log)?;
         let mut store = Store::new(&self.engine.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel(self.limits.hostcall_bytes);
         store.epoch_deadline_callback(|ctx| {
             if Instant::now() >= ctx.data().deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                // Give the other tasks a turn every tick: a spinning guest never starves the supervisor.
+                // Give the thread's other tasks (WASI streams, timers) a turn every tick.
                 Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(tokio::task::yield_now()),
@@ -387,6 +356,7 @@ impl Sandbox {
             self.in_call = false;
         }
         self.in_call = true;
+        self.last = CallProfile::default();
         let result = self.call_inner(f).await;
         self.in_call = false;
         match &result {
@@ -397,8 +367,11 @@ impl Sandbox {
                     tracing::error!(
                         "plugin `{}` {}: quarantined after {QUARANTINE_AFTER} failed calls in a row; its ready checks now count as not ready and its hooks and handlers are skipped",
                         self.name,
-                        self.version
+                        crate::manifest::escape_controls(&self.version)
                     );
+                    (self.events)(PluginEvent::Quarantined {
+                        plugin: self.name.clone(),
+                    });
                 }
             }
             _ => self.failures = 0,
@@ -411,16 +384,26 @@ impl Sandbox {
         f: impl for<'a> FnOnce(&'a PilotPlugin, &'a mut Store<StoreState>) -> Call<'a, R>,
     ) -> Result<R, CallError> {
         if self.live.is_none() {
+            let started = std::time::Instant::now();
             self.live = Some(self.instantiate(false).await?.0);
+            self.last.fresh_instance_ms = Some(started.elapsed().as_secs_f64() * 1e3);
         }
         let live = self.live.as_mut().expect("just made");
         let deadline = Self::armed(&mut live.store, &self.limits)?;
-        Self::bounded(
+        let started = std::time::Instant::now();
+        let result = Self::bounded(
             &self.engine,
             &self.limits,
             deadline,
             f(&live.bindings, &mut live.store),
         )
-        .await
+        .await;
+        self.last.ms = started.elapsed().as_secs_f64() * 1e3;
+        self.last.fuel = self
+            .limits
+            .fuel
+            .saturating_sub(live.store.get_fuel().unwrap_or(0));
+        self.last.peak_memory = live.store.data().limiter.peak;
+        result
     }
 }

@@ -304,6 +304,20 @@ async fn restart_with_an_unknown_name_changes_nothing_and_a_restart_replaces_the
     assert!(alive(new));
     let b = status_of(&h, "b").await;
     assert_eq!((b.pid, b.restarts), (Some(pids[1]), 0), "{b:?}");
+    // Subscribers see the same restart: `a` left running, and its new child was announced.
+    run.event("a leaves running", |e| {
+        matches!(e, Event::State { process, from: State::Running, .. } if process == "a")
+    })
+    .await;
+    let spawned = run
+        .event("a new child of a is announced", |e| {
+            matches!(e, Event::Spawned { process, .. } if process == "a")
+        })
+        .await;
+    assert!(
+        matches!(spawned.event, Event::Spawned { pid, .. } if pid == new),
+        "{spawned:?}"
+    );
 
     let outcome = run.finish().await;
     assert!(outcome.success(), "{:?}", outcome.statuses);
@@ -418,7 +432,7 @@ processes:
 "#
         ),
     );
-    let mut run = Running::start(m, Arc::new(Recorder::default()));
+    let run = Running::start(m, Arc::new(Recorder::default()));
     let h = run.handle.clone();
 
     // Sample the children on a thread of its own while two tasks restart as fast as they can.
@@ -534,7 +548,7 @@ processes:
 "#,
     );
     let recorder = Arc::new(Recorder::default());
-    let mut run = Running::start(m, recorder.clone());
+    let run = Running::start(m, recorder.clone());
     let h = run.handle.clone();
     let pid_file = dir.join("pid");
     // Waits for the `n`th child to write its pid file, which it does once it handles SIGTERM (exit 0).

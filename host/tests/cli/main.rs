@@ -1,6 +1,8 @@
 //! Integration tests: the real `pilot-host` and `process-graph` binaries, run on fixtures and on
 //! manifests written into scratch folders, with real child processes.
 
+mod check;
+mod check_trust;
 mod control;
 mod control_access;
 mod control_compat;
@@ -10,9 +12,13 @@ mod ctl;
 mod dashboard;
 mod graph;
 mod harness;
+mod hostile;
 mod library;
+mod plugin_set;
 mod plugins;
 mod run;
+mod sandbox;
+mod scenario;
 mod schema;
 mod support;
 mod validate;

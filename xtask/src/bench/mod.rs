@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--only a,b,c,d,e]`: builds the release `pilot-host` and `pilot-child`,
+//! `cargo xtask bench [--quick] [--only a,b,c,d,e,p,h]`: builds the release `pilot-host` and `pilot-child`,
 //! drives the real binary on generated manifests, and prints a table of medians (min–max over the
 //! repetitions), each beside a baseline measured by the same command, the ratio, and the target of
 //! issue 3. The whole run takes about two and a half minutes, most of it the 3 × 30 s idle
@@ -13,7 +13,9 @@
 //! - (k) the control plane: `ctl restart` round trip against the library call, `GET /v1/processes`
 //!   under 200 concurrent clients against a bare hyper server, and restart latency under control-plane
 //!   load against quiet (`cargo bench -p pilot-host --bench control`);
-//! - (p) the plugin runtime (`cargo bench -p pilot-host --bench plugins`).
+//! - (p) the plugin runtime (`cargo bench -p pilot-host --bench plugins`);
+//! - (h) a tcp chain and a crash loop beside nine hostile plugins, against a calm run
+//!   (`host/benches/scenario.rs`, about two minutes).
 
 mod cases;
 mod procs;
@@ -53,11 +55,15 @@ const QUICK: Plan = Plan {
 /// Runs the benchmarks.
 pub fn bench(args: &[String]) -> Result<(), String> {
     let mut plan = &FULL;
-    let mut only = "abcdepk".to_string();
+    let mut quick = false;
+    let mut only = "abcdepkh".to_string();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
-            "--quick" => plan = &QUICK,
+            "--quick" => {
+                plan = &QUICK;
+                quick = true;
+            }
             "--only" => {
                 only = rest
                     .next()
@@ -120,6 +126,29 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             "--bench",
             "plugins",
         ]))?;
+    }
+    if only.contains('h') {
+        // Supervision beside nine hostile plugins against a calm run, with the real release binary.
+        super::plugins::plugins(&[])?;
+        println!("\nSupervision beside hostile plugins (medians, min–max):\n");
+        let size: &[&str] = if quick {
+            &["--runs", "2", "--window-sec", "3"]
+        } else {
+            &["--runs", "5", "--window-sec", "8"]
+        };
+        super::run(
+            Command::new("cargo")
+                .args([
+                    "bench",
+                    "--quiet",
+                    "-p",
+                    "pilot-host",
+                    "--bench",
+                    "scenario",
+                    "--",
+                ])
+                .args(size),
+        )?;
     }
     Ok(())
 }

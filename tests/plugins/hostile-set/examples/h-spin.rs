@@ -1,0 +1,3 @@
+//! `h-spin`: the hostile plugin whose ready strategy `h-spin` runs [`hostile_set::spin`].
+
+hostile_set::plugin!("h-spin", hostile_set::spin);
