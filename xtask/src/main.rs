@@ -3,12 +3,16 @@
 //! - `demo`: builds the plugins and pilot-host, validates and draws `demo/manifest.yaml`, then runs it.
 //! - `test`: installs what the tests need (Graphviz, the `wasm32-wasip2` target), builds the plugins,
 //!   then runs every test.
-//! - `plugins`: builds the example and hostile plugins into `target/plugins/{examples,hostile}/`.
+//! - `plugins`: installs the guest toolchains (C, Python, JavaScript) into `target/toolchains/` when
+//!   missing and builds the example and hostile plugins of every language into
+//!   `target/plugins/{examples,hostile}/`.
 //! - `bench`: builds release binaries and measures the supervisor (start, readiness, restart, idle,
 //!   stop) and the plugin runtime (calls, instances, compile cache, deadlines).
 
 mod bench;
+mod guests;
 mod plugins;
+mod toolchains;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -63,8 +67,18 @@ fn ensure_graphviz() -> Result<(), String> {
     if has("dot") {
         return Ok(());
     }
+    apt_install(&["graphviz"]).map_err(|e| {
+        format!("{e}\nGraphviz's `dot` is missing; install Graphviz (e.g. `brew install graphviz`) and run again")
+    })
+}
+
+/// Installs Debian `packages` with apt-get (through sudo unless root), after one `apt-get update`.
+pub fn apt_install(packages: &[&str]) -> Result<(), String> {
     if !has("apt-get") {
-        return Err("Graphviz's `dot` is missing; install Graphviz (e.g. `brew install graphviz`) and run again".into());
+        return Err(format!(
+            "cannot install {} without apt-get",
+            packages.join(", ")
+        ));
     }
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
     let apt = |args: &[&str]| {
@@ -75,8 +89,20 @@ fn ensure_graphviz() -> Result<(), String> {
         cmd.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
         run(&mut cmd)
     };
-    apt(&["update", "-qq"])?;
-    apt(&["install", "-y", "-qq", "graphviz"])
+    static UPDATED: std::sync::Once = std::sync::Once::new();
+    let mut updated = Ok(());
+    UPDATED.call_once(|| updated = apt(&["update", "-qq"]));
+    updated?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend_from_slice(packages);
+    apt(&args)
+}
+
+/// Returns the cargo target folder (`CARGO_TARGET_DIR` or `target/`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn is_root() -> bool {
