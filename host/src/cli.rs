@@ -76,6 +76,20 @@ pub enum PluginCommand {
         #[arg(long, value_name = "MS")]
         timeout_ms: Option<u64>,
     },
+    /// Write a new plugin project (source, SDK, build script, manifest) that builds and passes `check`.
+    New {
+        /// The plugin's name (also its strategy, hook or handler name), e.g. `disk-ready`.
+        name: String,
+        /// Its language (Go and TinyGo are not supported: their toolchains are not reachable here).
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// What it provides.
+        #[arg(long, value_enum, default_value = "ready")]
+        kind: crate::scaffold::Kind,
+        /// The project folder (default: `./NAME`); it must not exist or be empty.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Arguments of `graph`, shared with the `process-graph` binary.
@@ -146,6 +160,24 @@ pub fn run(cli: Cli) -> ExitCode {
             config,
             timeout_ms,
         }) => plugin_check(&files, json, config.as_deref(), timeout_ms),
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            kind,
+            dir,
+        }) => crate::scaffold::run(&crate::scaffold::Request {
+            name,
+            lang,
+            kind,
+            dir,
+        })
+        .map_err(|e| {
+            if e.is_bad_input() {
+                Failure::BadInput(e.into())
+            } else {
+                Failure::Runtime(e.into())
+            }
+        }),
         Command::Guard => return crate::supervisor::pgroup::run_guard(),
         Command::Schema => {
             println!(

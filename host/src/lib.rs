@@ -8,6 +8,7 @@
 //! - [`supervisor`]: starting, watching, restarting and stopping the processes; the library API.
 //! - [`extension`]: where plugins plug in (ready strategies, lifecycle hooks, stat handlers).
 //! - [`plugin`]: the WebAssembly plugin runtime: sandboxes, limits, grants, the compile cache, `plugin check`.
+//! - [`scaffold`]: `plugin new`: new plugin projects in Rust, C, Python and JavaScript.
 //! - [`cli`]: the command line, a thin layer over the modules above.
 
 pub mod cli;
@@ -16,4 +17,5 @@ pub mod graph;
 pub mod manifest;
 pub mod plugin;
 pub mod render;
+pub mod scaffold;
 pub mod supervisor;

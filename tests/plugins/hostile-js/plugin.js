@@ -1,7 +1,7 @@
 // `hostile-js`: a pilot-host test plugin in JavaScript that misbehaves on purpose.
 //
-// Ready strategies: `js-alloc` (allocates and keeps arrays until memory runs out: the memory cap must
-// stop it), `js-ok` (ready at once, the control). Stat handler `js-noop` (no actions; the benchmarks'
+// Ready strategies: `js-alloc` (allocates and keeps 1 MiB buffers until memory runs out: the memory cap
+// must stop it), `js-ok` (ready at once, the control). Stat handler `js-noop` (no actions; the benchmarks'
 // smallest call).
 
 import * as pilot from './pilot_sdk.js';
@@ -19,7 +19,7 @@ class HostileJs extends pilot.Plugin {
   readyCheck(strategy) {
     if (strategy === 'js-ok') return pilot.READY;
     const hoard = [];
-    for (;;) hoard.push(new Array(1 << 16).fill(hoard.length));
+    for (;;) hoard.push(new Uint8Array(1 << 20));
   }
 
   stats() {
