@@ -250,3 +250,32 @@ fn big_components_compile_once_then_load_from_the_cache() {
         assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
     }
 }
+
+#[test]
+fn the_c_and_python_sdks_name_the_key_and_value_of_bad_params() {
+    for (plugin_name, params, want) in [
+        (
+            "pidfile-ready",
+            "{ path: 5 }",
+            "invalid configuration: `ready_params.path` must be a string, got `5`",
+        ),
+        (
+            "file-contains",
+            "{ path: x, pattern: y, max_bytes: -1 }",
+            "invalid configuration: `ready_params.max_bytes` must be a whole number, got `-1`",
+        ),
+    ] {
+        let dir = Scratch::new(&format!("params-{plugin_name}"));
+        let plugins = example(&dir, plugin_name);
+        let m = harness::manifest(
+            &dir,
+            &format!(
+                "processes:\n  - {{ name: a, path: CHILD, ready_strategy: {plugin_name}, ready_timeout_sec: 0.5, ready_params: {params} }}\n"
+            ),
+        );
+        let mut pilot = Pilot::run_with_plugins(&m, &plugins);
+        assert_eq!(pilot.wait_exit(SOON).code(), Some(1));
+        let log = pilot.stderr_text();
+        assert!(log.contains(want), "{plugin_name}: {log}");
+    }
+}
