@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use pilot_host::manifest::PluginSettings;
 use pilot_host::plugin::{call_fn, PluginHost, ReadyStatus};
 
+#[path = "plugins/languages.rs"]
+mod languages;
+
 fn hostile() -> PathBuf {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/hostile/hostile.wasm");
@@ -231,4 +234,6 @@ async fn main() {
         "≤ 2 ms",
     );
     let _ = std::fs::remove_dir_all(&cache);
+
+    languages::run().await;
 }
