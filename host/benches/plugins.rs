@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use pilot_host::manifest::PluginSettings;
 use pilot_host::plugin::{call_fn, LoadedPlugin, PluginHost, ReadyStatus, Sandbox};
 
+#[path = "plugins/languages.rs"]
+mod languages;
+
 fn hostile() -> PathBuf {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/hostile/hostile.wasm");
@@ -288,4 +291,6 @@ async fn spin_deadline(host: &PluginHost, plugin: &LoadedPlugin) {
         None,
         "≤ 2 ms",
     );
+
+    languages::run().await;
 }

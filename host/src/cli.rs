@@ -82,6 +82,20 @@ pub enum Command {
 pub enum PluginCommand {
     /// Check plugin files; exit 1 on any finding (2 when an input cannot be read).
     Check(crate::plugin::check::command::CheckArgs),
+    /// Write a new plugin project (source, SDK, build script, manifest) that builds and passes `check`.
+    New {
+        /// The plugin's name (also its strategy, hook or handler name), e.g. `disk-ready`.
+        name: String,
+        /// Its language (Go and TinyGo are not supported: their toolchains are not reachable here).
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// What it provides.
+        #[arg(long, value_enum, default_value = "ready")]
+        kind: crate::scaffold::Kind,
+        /// The project folder (default: `./NAME`); it must not exist or be empty.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Arguments of `graph`, shared with the `process-graph` binary.
@@ -140,6 +154,24 @@ pub fn run(cli: Cli) -> ExitCode {
         ),
         Command::Ctl(args) => return crate::ctl::run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin_check(&args),
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            kind,
+            dir,
+        }) => crate::scaffold::run(&crate::scaffold::Request {
+            name,
+            lang,
+            kind,
+            dir,
+        })
+        .map_err(|e| {
+            if e.is_bad_input() {
+                Failure::BadInput(e.into())
+            } else {
+                Failure::Runtime(e.into())
+            }
+        }),
         Command::Guard { run_id } => return crate::supervisor::pgroup::run_guard(&run_id),
         Command::Schema => {
             println!(

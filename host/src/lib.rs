@@ -13,6 +13,7 @@
 //! - [`ctl`]: `pilot-host ctl`, the control plane's client.
 //! - [`app`]: what `pilot-host run` does (plugins, guard, signals, control plane, supervision,
 //!   outcome), as a library.
+//! - [`scaffold`]: `plugin new`: new plugin projects in Rust, C, Python and JavaScript.
 //! - [`cli`]: the command line, a thin layer over the modules above: it parses and prints.
 
 pub mod app;
@@ -24,4 +25,5 @@ pub mod graph;
 pub mod manifest;
 pub mod plugin;
 pub mod render;
+pub mod scaffold;
 pub mod supervisor;

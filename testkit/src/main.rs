@@ -13,6 +13,8 @@
 //! - `--name NAME`: the name used by `--record-stop` and in printed lines (default `child`).
 //! - `--grandchild PIDFILE`: start a `sleep` grandchild in our process group and write its pid to PIDFILE.
 //! - `--pid-file PATH`: write our pid to PATH.
+//! - `--pid-file-after MS PATH`: write our pid to PATH after MS (as a daemon does once it is up).
+//! - `--append-after MS PATH LINE`: append LINE (and a newline) to PATH after MS.
 //! - `--print-env VAR`, `--print-cwd`, `--print-affinity`: print `VAR=value`, `cwd=...`, `affinity=...`.
 //! - `--print N`: print N numbered lines on stdout and N on stderr.
 //! - `--long-line BYTES`: print one line of BYTES bytes.
@@ -140,6 +142,19 @@ fn main() {
                 std::fs::write(next(&mut i), std::process::id().to_string()).expect("pid file")
             }
             "--append-listen" => listen_record = Some(next(&mut i)),
+            "--pid-file-after" => {
+                let ms: u64 = next(&mut i).parse().unwrap();
+                let path = next(&mut i);
+                after(ms, move || {
+                    std::fs::write(path, format!("{}\n", std::process::id())).expect("pid file")
+                });
+            }
+            "--append-after" => {
+                let ms: u64 = next(&mut i).parse().unwrap();
+                let path = next(&mut i);
+                let line = next(&mut i);
+                after(ms, move || append(&path, &format!("{line}\n")));
+            }
             "--append-start" => append(&next(&mut i), &format!("{name} {}\n", now_nanos())),
             "--print-env" => {
                 let var = next(&mut i);

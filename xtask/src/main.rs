@@ -3,13 +3,17 @@
 //! - `demo`: builds the plugins and pilot-host, validates and draws `demo/manifest.yaml`, then runs it.
 //! - `test`: installs what the tests need (Graphviz, tmux, Chromium and playwright-core, the
 //!   `wasm32-wasip2` target, the SARIF schema), builds the plugins, then runs every test.
-//! - `plugins`: builds the example and hostile plugins into `target/plugins/{examples,hostile}/`.
+//! - `plugins`: installs the guest toolchains (C, Python, JavaScript) into `target/toolchains/` when
+//!   missing and builds the example and hostile plugins of every language into
+//!   `target/plugins/`.
 //! - `bench`: builds release binaries and measures the supervisor (start, readiness, restart, idle,
 //!   stop) and the plugin runtime (calls, instances, compile cache, deadlines).
 
 mod bench;
+mod guests;
 mod plugins;
 mod sarif;
+mod toolchains;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -61,11 +65,12 @@ fn has(program: &str) -> bool {
 
 /// Installs Graphviz with apt-get when `dot` is missing and we may.
 fn ensure_graphviz() -> Result<(), String> {
-    ensure_apt(&[("dot", "graphviz")])
+    ensure_apt(&[("dot", "graphviz")], false)
 }
 
-/// Installs, with one apt-get run, the Debian packages whose program is missing.
-fn ensure_apt(needs: &[(&str, &str)]) -> Result<(), String> {
+/// Installs, with one apt-get run, the Debian packages whose program is missing (with their
+/// recommended packages when `recommends`: Chromium needs its fonts).
+fn ensure_apt(needs: &[(&str, &str)], recommends: bool) -> Result<(), String> {
     let missing: Vec<&str> = needs
         .iter()
         .filter(|(program, _)| {
@@ -80,10 +85,25 @@ fn ensure_apt(needs: &[(&str, &str)]) -> Result<(), String> {
     if missing.is_empty() {
         return Ok(());
     }
+    apt(&missing, recommends).map_err(|e| {
+        format!(
+            "{e}\nmissing: {}; install them with your package manager and run again",
+            missing.join(", ")
+        )
+    })
+}
+
+/// Installs Debian `packages` (without their recommended packages) with apt-get, through sudo
+/// unless root, after one `apt-get update` per xtask run.
+pub fn apt_install(packages: &[&str]) -> Result<(), String> {
+    apt(packages, false)
+}
+
+fn apt(packages: &[&str], recommends: bool) -> Result<(), String> {
     if !has("apt-get") {
         return Err(format!(
-            "missing: {}; install them with your package manager and run again",
-            missing.join(", ")
+            "cannot install {} without apt-get",
+            packages.join(", ")
         ));
     }
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
@@ -95,10 +115,23 @@ fn ensure_apt(needs: &[(&str, &str)]) -> Result<(), String> {
         cmd.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
         run(&mut cmd)
     };
-    apt(&["update", "-qq"])?;
-    let mut install = vec!["install", "-y", "-qq"];
-    install.extend(missing);
-    apt(&install)
+    static UPDATED: std::sync::Once = std::sync::Once::new();
+    let mut updated = Ok(());
+    UPDATED.call_once(|| updated = apt(&["update", "-qq"]));
+    updated?;
+    let mut args = vec!["install", "-y", "-qq"];
+    if !recommends {
+        args.push("--no-install-recommends");
+    }
+    args.extend_from_slice(packages);
+    apt(&args)
+}
+
+/// Returns the cargo target folder (`CARGO_TARGET_DIR` or `target/`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 /// The version of npm's `playwright-core` the dashboard test drives Chromium with.
@@ -107,12 +140,15 @@ const PLAYWRIGHT_CORE: &str = "1.65.1";
 /// Installs what the dashboard and terminal tests need: tmux, Debian's Chromium, Node.js, and
 /// `playwright-core` into `target/browser/` (it downloads no browser of its own).
 fn ensure_browser() -> Result<(), String> {
-    ensure_apt(&[
-        ("tmux", "tmux"),
-        ("/usr/bin/chromium", "chromium"),
-        ("node", "nodejs"),
-        ("npm", "npm"),
-    ])?;
+    ensure_apt(
+        &[
+            ("tmux", "tmux"),
+            ("/usr/bin/chromium", "chromium"),
+            ("node", "nodejs"),
+            ("npm", "npm"),
+        ],
+        true,
+    )?;
     let prefix = root().join("target/browser");
     let installed =
         std::fs::read_to_string(prefix.join("node_modules/playwright-core/package.json"))

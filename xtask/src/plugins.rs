@@ -1,10 +1,11 @@
-//! `cargo xtask plugins`: builds the guest crates (example and test plugins) for `wasm32-wasip2` and
-//! collects the components in `target/plugins/{examples,hostile,hostile-set,wit}/`.
+//! `cargo xtask plugins`: builds the guest crates (example and test plugins) for `wasm32-wasip2`,
+//! then the C, Python and JavaScript guests ([`crate::guests`]), and collects the components in
+//! `target/plugins/{examples,hostile,hostile-set,wit}/`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::{root, run};
+use crate::{run, target_dir};
 
 /// The Rust target plugins are built for.
 const TARGET: &str = "wasm32-wasip2";
@@ -50,9 +51,7 @@ pub fn plugins(extra: &[String]) -> Result<Vec<PathBuf>, String> {
     }
     run(build.args(extra))?;
 
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
+    let target_dir = target_dir();
     let built = target_dir.join(TARGET).join("release");
     let mut copied = Vec::new();
     for (package, folder) in GUESTS {
@@ -85,6 +84,7 @@ pub fn plugins(extra: &[String]) -> Result<Vec<PathBuf>, String> {
             example,
         )?);
     }
+    copied.extend(crate::guests::build_all(&target_dir.join("plugins"))?);
     Ok(copied)
 }
 

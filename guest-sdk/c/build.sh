@@ -1,0 +1,44 @@
+#!/bin/sh
+# Builds a pilot-host plugin written in C into a WebAssembly component.
+#
+#     build.sh OUT.wasm SOURCE.c...
+#
+# Steps: `wit-bindgen c` generates the bindings of the WIT contract; clang (Debian: clang, lld,
+# wasi-libc, libclang-rt-dev-wasm32) compiles them, the SDK and the sources for wasm32-wasi as a
+# reactor; `wasm-tools component new` wraps the module into a component with the WASI preview 1
+# reactor adapter. Tools and inputs come from the environment, with these defaults:
+#
+#     WIT_BINDGEN=wit-bindgen  WASM_TOOLS=wasm-tools  CC=clang
+#     PILOT_WIT=<this folder>/wit        the WIT contract (pilot:plugin@0.1.0)
+#     PILOT_ADAPTER=<this folder>/wasi_snapshot_preview1.reactor.wasm
+#     CFLAGS="-O2"                       extra flags for clang
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+if [ $# -lt 2 ]; then
+    echo "usage: $0 OUT.wasm SOURCE.c..." >&2
+    exit 2
+fi
+out=$1
+shift
+wit=${PILOT_WIT:-$here/wit}
+adapter=${PILOT_ADAPTER:-$here/wasi_snapshot_preview1.reactor.wasm}
+for tool in "${WIT_BINDGEN:-wit-bindgen}" "${WASM_TOOLS:-wasm-tools}" "${CC:-clang}"; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "$0: \`$tool\` is missing; see the C SDK's README (Installing the tools)" >&2
+        exit 1
+    fi
+done
+[ -f "$adapter" ] || { echo "$0: the WASI reactor adapter \`$adapter\` is missing" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/pilot-c-build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+"${WIT_BINDGEN:-wit-bindgen}" c --out-dir "$work/gen" --world pilot-plugin "$wit" >/dev/null
+# shellcheck disable=SC2086
+"${CC:-clang}" --target=wasm32-wasi --sysroot="${WASI_SYSROOT:-/usr}" -mexec-model=reactor \
+    ${CFLAGS:--O2} -Wall -Wextra -Wno-unused-parameter -I "$work/gen" -I "$here" \
+    -o "$work/core.wasm" \
+    "$@" "$here/pilot_plugin_sdk.c" "$here/pilot_json.c" \
+    "$work/gen/pilot_plugin.c" "$work/gen/pilot_plugin_component_type.o"
+"${WASM_TOOLS:-wasm-tools}" component new "$work/core.wasm" \
+    --adapt "wasi_snapshot_preview1=$adapter" -o "$out"

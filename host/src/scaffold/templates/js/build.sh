@@ -1,0 +1,5 @@
+#!/bin/sh
+# Builds {{name}}.wasm with componentize-js (`npm install` first).
+set -eu
+cd "$(dirname "$0")"
+node build.mjs --wit wit --out {{name}}.wasm plugin.js

@@ -1,0 +1,228 @@
+//! `pilot-host plugin new`: projects in every language, made outside this repository, built with the
+//! toolchains `cargo xtask plugins` installs, passing `plugin check`, and running their manifest; bad
+//! input writes nothing.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{Pilot, Scratch, SOON};
+use crate::support::{pilot_host, run, Run};
+
+/// How long one build may take on a busy 2-core machine (Rust and JavaScript take the longest).
+const BUILD: Duration = Duration::from_secs(600);
+
+fn target() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pilot-host"))
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The toolchains folder, which `cargo xtask plugins` fills.
+fn toolchains() -> PathBuf {
+    let dir = target().join("toolchains");
+    assert!(
+        dir.join("python/bin/componentize-py").exists() && dir.join("bin/wit-bindgen").exists(),
+        "the guest toolchains in {} are missing: run `cargo xtask plugins` (or `cargo xtask test`)",
+        dir.display()
+    );
+    dir
+}
+
+fn new_plugin(args: &[&str], cwd: &Path) -> Run {
+    let mut cmd = pilot_host();
+    cmd.current_dir(cwd).args(["plugin", "new"]).args(args);
+    run(&mut cmd)
+}
+
+/// Runs `sh build.sh` in `project` with the installed toolchains on PATH, within [`BUILD`].
+fn build(project: &Path) -> Run {
+    let tools = toolchains();
+    let mut path = OsString::from(tools.join("bin"));
+    path.push(":");
+    path.push(tools.join("python/bin"));
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let mut cmd = Command::new("sh");
+    cmd.arg("build.sh")
+        .current_dir(project)
+        .env("PATH", path)
+        .env("PILOT_JS_TOOLCHAIN", tools.join("js"))
+        // Rust projects share one target folder, so the SDK's dependencies build once.
+        .env("CARGO_TARGET_DIR", target().join("scaffold-rust"));
+    run_within(&mut cmd, BUILD)
+}
+
+/// Like [`run`], with a longer deadline.
+fn run_within(cmd: &mut Command, deadline: Duration) -> Run {
+    let command = format!("{cmd:?}");
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(output) = rx.recv_timeout(deadline) else {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        panic!("`{command}` did not finish within {deadline:?}");
+    };
+    let output = output.unwrap();
+    Run {
+        command,
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Scaffolds `name` in `lang` and `kind` into a fresh folder outside the repository, builds it, checks
+/// it with `plugin check` and validates its manifest; returns the project.
+fn scaffold_build_check(dir: &Scratch, name: &str, lang: &str, kind: &str) -> PathBuf {
+    new_plugin(&[name, "--lang", lang, "--kind", kind], dir.path())
+        .expect_code(0)
+        .stdout_has(&format!("plugin `{name}` in `{name}`"));
+    let project = dir.join(name);
+    build(&project).expect_code(0);
+    let wasm = project.join(format!("{name}.wasm"));
+    let mut check = Pilot::start(&["plugin".as_ref(), "check".as_ref(), wasm.as_os_str()]);
+    assert_eq!(
+        check.wait_exit(Duration::from_secs(300)).code(),
+        Some(0),
+        "{lang} {kind}: {}\n{}",
+        check.stdout_text(),
+        check.stderr_text()
+    );
+    let manifest = project.join("manifest.yaml");
+    let mut validate = Pilot::start(&[
+        "validate".as_ref(),
+        manifest.as_os_str(),
+        "--plugins".as_ref(),
+        project.as_os_str(),
+    ]);
+    assert_eq!(
+        validate.wait_exit(Duration::from_secs(300)).code(),
+        Some(0),
+        "{lang} {kind}: {}",
+        validate.stderr_text()
+    );
+    project
+}
+
+/// Runs the ready-kind project's manifest until its `demo` process is ready by the plugin.
+fn runs_ready(project: &Path) {
+    let pilot = Pilot::run_with_plugins(&project.join("manifest.yaml"), project);
+    pilot.wait_log("demo: ready after", SOON);
+    pilot.wait_log("after-demo: started", SOON);
+}
+
+fn every_kind(lang: &str) {
+    let dir = Scratch::new(&format!("new-{lang}"));
+    for kind in ["ready", "hook", "stats"] {
+        let name = format!("my-{lang}-{kind}");
+        let project = scaffold_build_check(&dir, &name, lang, kind);
+        if kind == "ready" {
+            runs_ready(&project);
+        }
+    }
+}
+
+#[test]
+fn a_new_rust_plugin_builds_and_passes_the_check() {
+    every_kind("rust");
+}
+
+#[test]
+fn a_new_c_plugin_builds_and_passes_the_check() {
+    every_kind("c");
+}
+
+#[test]
+fn a_new_python_plugin_builds_and_passes_the_check() {
+    every_kind("python");
+}
+
+#[test]
+fn a_new_javascript_plugin_builds_and_passes_the_check() {
+    every_kind("js");
+}
+
+/// Lists everything under `dir`, for comparing before and after.
+fn listing(dir: &Path) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        all.push(entry.path());
+        if entry.path().is_dir() {
+            all.extend(listing(&entry.path()));
+        }
+    }
+    all.sort();
+    all
+}
+
+#[test]
+fn bad_input_is_refused_with_exit_2_and_nothing_written() {
+    let dir = Scratch::new("new-bad");
+    dir.write("taken/notes.txt", "mine");
+    let before = listing(dir.path());
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["taken", "--lang", "c"],
+            "folder `taken` already exists and is not empty; choose another with `--dir`",
+        ),
+        (
+            &["x", "--lang", "c", "--dir", "taken"],
+            "folder `taken` already exists and is not empty",
+        ),
+        (
+            &["My Plugin", "--lang", "rust"],
+            "plugin name `My Plugin` is invalid: it must start with a lowercase letter",
+        ),
+        (
+            &["tcp", "--lang", "js"],
+            "name of a built-in ready strategy",
+        ),
+        (
+            &["ok", "--lang", "go"],
+            "invalid value 'go' for '--lang <LANG>'",
+        ),
+    ];
+    for (args, want) in cases {
+        new_plugin(args, dir.path()).expect_code(2).stderr_has(want);
+        assert_eq!(listing(dir.path()), before, "{args:?} wrote something");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("taken/notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn an_empty_folder_is_used_and_the_project_is_complete() {
+    let dir = Scratch::new("new-empty");
+    std::fs::create_dir(dir.join("here")).unwrap();
+    new_plugin(&["disk-ready", "--lang", "c", "--dir", "here"], dir.path()).expect_code(0);
+    for file in [
+        "disk_ready.c",
+        "build.sh",
+        "manifest.yaml",
+        "README.md",
+        "sdk/pilot_plugin_sdk.h",
+        "sdk/wit/plugin.wit",
+        "sdk/wasi_snapshot_preview1.reactor.wasm",
+    ] {
+        assert!(dir.join("here").join(file).is_file(), "{file} is missing");
+    }
+    let source = std::fs::read_to_string(dir.join("here/disk_ready.c")).unwrap();
+    assert!(
+        source.contains(r#"STRATEGIES[] = {"disk-ready", NULL}"#),
+        "{source}"
+    );
+}
