@@ -72,6 +72,8 @@ pub fn plugins(extra: &[String]) -> Result<Vec<PathBuf>, String> {
             "-p",
             package,
             "--examples",
+            "--features",
+            "component",
         ])
         .args(extra))?;
     for example in examples {
