@@ -7,9 +7,14 @@
 //! - `--listen-after MS PORT`: listen on 127.0.0.1:PORT after MS; answers every request with HTTP 200.
 //! - `--touch-after MS PATH`: create the file PATH after MS.
 //! - `--pipe-after MS PATH`: write `ready` into the FIFO PATH after MS.
+//! - `--own-fifo-after MS PATH`: after MS, do what a service written for Process Pilot does: remove
+//!   PATH, make a FIFO of its own there, try a non-blocking write open every 0.1 s until a reader
+//!   appears, then write `ready`.
 //! - `--exit-after MS CODE`: exit with CODE after MS.
 //! - `--ignore-term`: ignore SIGTERM (only SIGKILL stops it).
 //! - `--record-stop PATH`: on SIGTERM, append `NAME NANOS` (wall clock) to PATH, then exit 0.
+//! - `--linger MS`: on SIGTERM, wait MS before exiting (after `--record-stop`).
+//! - `--record-exit PATH`: on SIGTERM, append `NAME NANOS` to PATH just before exiting.
 //! - `--name NAME`: the name used by `--record-stop` and in printed lines (default `child`).
 //! - `--grandchild PIDFILE`: start a `sleep` grandchild in our process group and write its pid to PIDFILE.
 //! - `--pid-file PATH`: write our pid to PATH.
@@ -18,6 +23,7 @@
 //! - `--print-env VAR`, `--print-cwd`, `--print-affinity`: print `VAR=value`, `cwd=...`, `affinity=...`.
 //! - `--print N`: print N numbered lines on stdout and N on stderr.
 //! - `--long-line BYTES`: print one line of BYTES bytes.
+//! - `--flood MS`: print `flood K` lines as fast as stdout takes them, for MS.
 //! - `--tick MS`: print `NAME tick K` every MS.
 //! - `--busy`: keep one core busy.
 //! - `--append-start PATH`: append `NAME NANOS` to PATH at start.
@@ -48,6 +54,32 @@ fn after(ms: u64, action: impl FnOnce() + Send + 'static) {
         std::thread::sleep(Duration::from_millis(ms));
         action();
     });
+}
+
+/// Process Pilot's own way of signalling readiness on a pipe: its own FIFO, opened for writing
+/// without blocking (ENXIO until a reader has it open), retried every 0.1 s.
+fn own_fifo(path: &str) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::remove_file(path);
+    let c = std::ffi::CString::new(path).expect("fifo path");
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {path}");
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(mut f) => {
+                f.write_all(b"ready\n").expect("write fifo");
+                return;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("open {path}: {e}"),
+        }
+    }
 }
 
 fn serve(listener: TcpListener) {
@@ -81,6 +113,8 @@ fn main() {
     let mut name = "child".to_string();
     let mut record_stop: Option<String> = None;
     let mut ignore_term = false;
+    let mut linger_ms = 0u64;
+    let mut record_exit: Option<String> = None;
     let mut listen_record: Option<String> = None;
     let mut i = 0;
     let next = |i: &mut usize| -> String {
@@ -122,6 +156,13 @@ fn main() {
                     f.write_all(b"ready\n").expect("write fifo");
                 });
             }
+            "--own-fifo-after" => {
+                let ms: u64 = next(&mut i).parse().unwrap();
+                let path = next(&mut i);
+                after(ms, move || own_fifo(&path));
+            }
+            "--linger" => linger_ms = next(&mut i).parse().unwrap(),
+            "--record-exit" => record_exit = Some(next(&mut i)),
             "--exit-after" => {
                 let ms: u64 = next(&mut i).parse().unwrap();
                 let code: i32 = next(&mut i).parse().unwrap();
@@ -179,6 +220,21 @@ fn main() {
                     eprintln!("err {k}");
                 }
             }
+            "--flood" => {
+                let ms: u64 = next(&mut i).parse().unwrap();
+                std::thread::spawn(move || {
+                    let end = std::time::Instant::now() + Duration::from_millis(ms);
+                    let mut out = std::io::stdout().lock();
+                    let mut k = 0u64;
+                    while std::time::Instant::now() < end {
+                        for _ in 0..100 {
+                            let _ = writeln!(out, "flood {k}");
+                            k += 1;
+                        }
+                    }
+                    let _ = out.flush();
+                });
+            }
             "--tick" => {
                 let ms: u64 = next(&mut i).parse().unwrap();
                 let name = name.clone();
@@ -219,6 +275,10 @@ fn main() {
     // SAFETY: `set` holds SIGTERM, blocked in every thread.
     unsafe { libc::sigwait(&set, &mut sig) };
     if let Some(path) = &record_stop {
+        append(path, &format!("{name} {}\n", now_nanos()));
+    }
+    std::thread::sleep(Duration::from_millis(linger_ms));
+    if let Some(path) = &record_exit {
         append(path, &format!("{name} {}\n", now_nanos()));
     }
     std::process::exit(0);

@@ -82,8 +82,19 @@ pub fn free_port() -> u16 {
 fn command(program: PathBuf) -> Command {
     let mut cmd = Command::new(program);
     cmd.env("RUST_LOG", "info")
-        .env("PILOT_HOST_CACHE_DIR", plugin_cache());
+        .env("PILOT_HOST_CACHE_DIR", plugin_cache())
+        .env("XDG_RUNTIME_DIR", test_runtime_dir());
     cmd
+}
+
+/// The runtime folder (XDG_RUNTIME_DIR) of the tests' `pilot-host` runs, so their control sockets
+/// stay under `target/` rather than in `/tmp/pilot-host-$UID`; made 0700, as systemd makes it.
+fn test_runtime_dir() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = pilot_host_path().parent().unwrap().join("test-runtime");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
 }
 
 /// Lines collected from a stream, with a condition variable to wait on.

@@ -12,8 +12,8 @@ use pilot_host::extension::{
 };
 use pilot_host::manifest::{self, Catalog, Manifest};
 use pilot_host::supervisor::{
-    self, Bus, ControlError, Event, EventRecord, Handle, Missed, Options, Outcome, ProcessStatus,
-    State, Subscription,
+    self, Bus, ControlError, Event, EventRecord, Handle, LogLine, Missed, Options, Outcome,
+    ProcessStatus, State, Subscription,
 };
 
 use crate::harness::{alive, Scratch, SOON};
@@ -688,5 +688,144 @@ processes:
         BTreeSet::from(["watched".to_string()])
     );
     assert_eq!(status_of(&h, "watched").await.restarts, 1);
+    run.finish().await;
+}
+
+/// Lifecycle hook `record` that holds every `on_shutdown` call until the test opens the gate.
+struct HeldHooks {
+    gate: tokio::sync::Semaphore,
+    held: AtomicUsize,
+}
+
+impl Extensions for HeldHooks {
+    fn ready_check<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a ProcessInfo,
+        _: &'a str,
+    ) -> BoxFuture<'a, ReadyAnswer> {
+        Box::pin(async { ReadyAnswer::Ready })
+    }
+
+    fn lifecycle<'a>(
+        &'a self,
+        _: &'a str,
+        event: LifecycleEvent,
+        _: &'a ProcessInfo,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if matches!(event, LifecycleEvent::OnShutdown { .. }) {
+                self.held.fetch_add(1, Ordering::SeqCst);
+                self.gate.acquire().await.unwrap().forget();
+            }
+        })
+    }
+
+    fn stats<'a>(&'a self, _: &'a str, _: &'a [ProcessStats]) -> BoxFuture<'a, Vec<StatAction>> {
+        Box::pin(async { Vec::new() })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_hangs_blocks_neither_a_stop_nor_the_reaction_to_an_exit() {
+    let dir = Scratch::new("lib-held-hooks");
+    let m = load(
+        &dir,
+        r#"
+processes:
+  - { name: held, path: CHILD, lifecycle_hooks: [record] }
+  - name: crashy
+    path: CHILD
+    args: [--exit-after, 0, 3]
+    lifecycle_hooks: [record]
+    restart: { initial_delay_sec: 0.01, jitter: 0, max_restarts: 1000, window_sec: 60 }
+"#,
+    );
+    let hooks = Arc::new(HeldHooks {
+        gate: tokio::sync::Semaphore::new(0),
+        held: AtomicUsize::new(0),
+    });
+    let mut run = Running::start(m, hooks.clone());
+    let h = run.handle.clone();
+    let pid = run.up(&["held"]).await[0];
+
+    // The stop is answered once the child is gone, while its `on_shutdown` hook still hangs.
+    tokio::time::timeout(SOON, h.stop_process("held"))
+        .await
+        .expect("the stop waited for a hanging hook")
+        .unwrap();
+    assert!(!alive(pid));
+    assert_eq!(status_of(&h, "held").await.state, State::Stopped);
+
+    // A crash is reacted to while its `on_shutdown` hook hangs: the exit is seen, a restart is
+    // scheduled, and a stop is answered at once (the next start's `pre_start` would run after the
+    // hanging hook, as hooks of one process run in order; a plugin's call deadline bounds that).
+    run.event("crashy's first child exits", |e| {
+        matches!(e, Event::Exited { process, .. } if process == "crashy")
+    })
+    .await;
+    run.event("crashy's restart is scheduled", |e| {
+        matches!(e, Event::RestartScheduled { process, .. } if process == "crashy")
+    })
+    .await;
+    tokio::time::timeout(SOON, h.stop_process("crashy"))
+        .await
+        .expect("the stop waited for a hanging hook")
+        .unwrap();
+    assert_eq!(status_of(&h, "crashy").await.state, State::Stopped);
+    assert_eq!(hooks.held.load(Ordering::SeqCst), 2);
+
+    hooks.gate.add_permits(1_000_000);
+    run.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_keep_the_last_1000_lines_in_order_and_tail_returns_the_newest() {
+    let dir = Scratch::new("lib-logs");
+    let m = load(
+        &dir,
+        r#"
+processes:
+  - { name: talker, path: /bin/sh, args: [-c, "seq 1 1500; echo err >&2; exec sleep 1000"] }
+  - { name: quiet, path: CHILD }
+"#,
+    );
+    let mut run = Running::start(m, Arc::new(Recorder::default()));
+    let h = run.handle.clone();
+    run.up(&["talker", "quiet"]).await;
+    until(
+        "talker printed all it prints",
+        || h.logs("talker", usize::MAX),
+        |lines| {
+            let lines = lines.as_ref().unwrap();
+            ["1500", "err"]
+                .iter()
+                .all(|last| lines.iter().any(|l| l.text == *last))
+        },
+    )
+    .await
+    .unwrap();
+
+    let all = h.logs("talker", usize::MAX).await.unwrap();
+    assert_eq!(all.len(), 1000, "the buffer keeps the last 1000 lines");
+    let out: Vec<String> = all
+        .iter()
+        .filter(|l| l.stream == supervisor::Stream::Stdout)
+        .map(|l| l.text.clone())
+        .collect();
+    let want: Vec<String> = (502..=1500).map(|n| n.to_string()).collect();
+    assert_eq!(out, want, "the newest 999 stdout lines, in order");
+    let err: Vec<&LogLine> = all
+        .iter()
+        .filter(|l| l.stream == supervisor::Stream::Stderr)
+        .collect();
+    assert_eq!(err.len(), 1);
+    assert_eq!(err[0].text, "err");
+    let tail = h.logs("talker", 10).await.unwrap();
+    assert_eq!(tail, all[990..].to_vec());
+    assert!(h.logs("quiet", 10).await.unwrap().is_empty());
+    let e = h.logs("nope", 10).await.unwrap_err();
+    assert!(matches!(e, ControlError::UnknownProcess { .. }), "{e:?}");
+
     run.finish().await;
 }

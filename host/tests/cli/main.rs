@@ -8,6 +8,7 @@ mod control_access;
 mod control_compat;
 mod control_limits;
 mod controlkit;
+mod supervision;
 mod ctl;
 mod dashboard;
 mod graph;
