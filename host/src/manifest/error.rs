@@ -7,13 +7,41 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// The file could not be read.
-    #[error("cannot read manifest `{}`: {source}", path.display())]
+    #[error("cannot read manifest `{}`: {error}", path.display())]
     Read {
         /// The manifest's path.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (printed in the message, not again as a cause).
+        error: std::io::Error,
+    },
+    /// The path names something other than a regular file (a folder, a FIFO, a device, a socket),
+    /// which is refused before it is read: a FIFO would be read forever.
+    #[error("manifest `{}` is {what}, not a regular file; give the path of the manifest file", path.display())]
+    NotAFile {
+        /// The manifest's path.
+        path: PathBuf,
+        /// What it is, e.g. "a folder".
+        what: &'static str,
+    },
+    /// The file is larger than any manifest needs to be.
+    #[error("manifest `{}` is {size} bytes, above the limit of {limit} bytes; is it the right file?", path.display())]
+    TooBig {
+        /// The manifest's path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit, [`crate::manifest::MAX_MANIFEST_BYTES`].
+        limit: u64,
+    },
+    /// The file is not UTF-8 text.
+    #[error("manifest `{}` is not UTF-8 text (line {line}, column {column} holds an invalid byte); save it as UTF-8", path.display())]
+    NotUtf8 {
+        /// The manifest's path.
+        path: PathBuf,
+        /// 1-based line of the first invalid byte.
+        line: usize,
+        /// 1-based byte column of the first invalid byte.
+        column: usize,
     },
     /// The file's extension names no supported format.
     #[error("manifest `{}` has an unsupported extension; name it `.yaml`, `.yml` or `.json`", path.display())]

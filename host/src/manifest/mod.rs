@@ -18,6 +18,7 @@ pub mod source;
 mod validate;
 
 pub use error::{ManifestError, Problem, ProcessRef};
+pub use source::MAX_MANIFEST_BYTES;
 pub use model::{
     ControlServer, Manifest, PluginSettings, ProcessSpec, Readiness, ReadyStrategy, RestartPolicy,
     ShutdownStrategy,

@@ -45,15 +45,85 @@ pub fn read(path: &Path) -> Result<Value, ManifestError> {
     let format = Format::of(path).ok_or_else(|| ManifestError::Format {
         path: path.to_owned(),
     })?;
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = read_text(path)?;
     parse(&text, format).map_err(|(line, column, message)| ManifestError::Syntax {
         path: path.to_owned(),
         line,
         column,
         message,
+    })
+}
+
+/// The largest manifest read: 4 MiB, far above any real one (a thousand processes take about 200 KB).
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads the regular file `path` as UTF-8 text of at most [`MAX_MANIFEST_BYTES`]. It is opened without
+/// blocking and checked through its descriptor, so a FIFO or a device is refused, never read.
+pub fn read_text(path: &Path) -> Result<String, ManifestError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let io = |error| ManifestError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EISDIR) => ManifestError::NotAFile {
+                path: path.to_owned(),
+                what: "a folder",
+            },
+            _ => io(e),
+        })?;
+    let meta = file.metadata().map_err(io)?;
+    let kind = meta.file_type();
+    let what = if kind.is_dir() {
+        Some("a folder")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    };
+    if let Some(what) = what {
+        return Err(ManifestError::NotAFile {
+            path: path.to_owned(),
+            what,
+        });
+    }
+    if meta.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooBig {
+            path: path.to_owned(),
+            size: meta.len(),
+            limit: MAX_MANIFEST_BYTES,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooBig {
+            path: path.to_owned(),
+            size: bytes.len() as u64,
+            limit: MAX_MANIFEST_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let bad = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..bad];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = bad - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        ManifestError::NotUtf8 {
+            path: path.to_owned(),
+            line,
+            column,
+        }
     })
 }
 

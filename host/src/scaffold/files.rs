@@ -96,6 +96,12 @@ pub fn project(name: &str, lang: Lang, kind: Kind) -> Project {
         Lang::Js => js(kind, &text),
     };
     files.push(text("manifest.yaml", &manifest(lang, kind)));
+    if kind == Kind::Ready && lang != Lang::Js {
+        files.push(text(
+            "plugin-check.yaml",
+            include_str!("templates/common/check-ready.yaml"),
+        ));
+    }
     files.push(text("README.md", &readme(lang, kind)));
     files.push(text(
         ".gitignore",

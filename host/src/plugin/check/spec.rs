@@ -183,13 +183,17 @@ impl Spec {
                 raw.version.unwrap_or_default()
             ));
         }
-        let base = path.parent().unwrap_or(Path::new("."));
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base = &std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_owned());
         let settings = settings(&raw, base).map_err(|e| format!("spec file `{shown}`: {e}"))?;
         let calls = raw
             .calls
             .into_iter()
             .enumerate()
-            .map(|(i, c)| call(c).map_err(|e| format!("spec file `{shown}`: `calls[{i}]`: {e}")))
+            .map(|(i, c)| call(c, base).map_err(|e| format!("spec file `{shown}`: `calls[{i}]`: {e}")))
             .collect::<Result<_, _>>()?;
         Ok(Spec {
             file: path.to_owned(),
@@ -224,7 +228,9 @@ fn settings(raw: &RawSpec, base: &Path) -> Result<PluginSettings, String> {
     })
 }
 
-fn call(raw: RawCall) -> Result<SpecCall, String> {
+/// Reads one call; a relative `process.working_directory` is taken from the spec file's folder, as
+/// grant paths are.
+fn call(raw: RawCall, base: &Path) -> Result<SpecCall, String> {
     let kinds = [
         raw.ready_check.is_some(),
         raw.lifecycle_hook.is_some(),
@@ -258,9 +264,16 @@ fn call(raw: RawCall) -> Result<SpecCall, String> {
             samples: raw.samples.unwrap_or_default(),
         }
     };
+    let mut process = raw.process.unwrap_or_default();
+    if let Some(Value::String(dir)) = process.get("working_directory") {
+        if Path::new(dir).is_relative() {
+            let absolute = base.join(dir).display().to_string();
+            process.insert("working_directory".into(), Value::String(absolute));
+        }
+    }
     Ok(SpecCall {
         target,
-        process: raw.process.unwrap_or_default(),
+        process,
         expect: expect(&raw.expect)?,
     })
 }
