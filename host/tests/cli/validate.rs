@@ -80,6 +80,61 @@ fn missing_manifest_exits_2() {
         .stderr_has(&format!("cannot read manifest `{}`", missing.display()));
 }
 
+/// Runs `validate` and `run` on `path`: both must exit 2 with `message` printed once, starting nothing.
+fn unreadable(path: &std::path::Path, message: &str) {
+    for command in ["validate", "run"] {
+        let out = run(pilot_host().arg(command).arg(path));
+        out.expect_code(2).stderr_has(message);
+        assert_eq!(
+            out.stderr.matches(message).count(),
+            1,
+            "`{command}` printed it more than once:\n{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("started, pid"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn a_folder_a_fifo_non_utf8_text_and_a_huge_file_are_refused_with_exit_2() {
+    let dir = Scratch::new("unreadable");
+    let folder = dir.join("x.yaml");
+    std::fs::create_dir(&folder).unwrap();
+    unreadable(
+        &folder,
+        &format!(
+            "manifest `{}` is a folder, not a regular file; give the path of the manifest file",
+            folder.display()
+        ),
+    );
+
+    // A FIFO is refused at once, not read forever (nothing ever writes to this one).
+    let fifo = dir.join("fifo.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    unreadable(&fifo, &format!("manifest `{}` is a FIFO, not a regular file", fifo.display()));
+
+    let latin1 = dir.write("latin1.yaml", "processes:\n  - { name: caf\u{e9}, path: /bin/true }\n");
+    std::fs::write(&latin1, b"processes:\n  - { name: caf\xe9, path: /bin/true }\n").unwrap();
+    unreadable(
+        &latin1,
+        &format!(
+            "manifest `{}` is not UTF-8 text (line 2, column 16 holds an invalid byte); save it as UTF-8",
+            latin1.display()
+        ),
+    );
+
+    let huge = dir.join("huge.yaml");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(pilot_host::manifest::MAX_MANIFEST_BYTES + 1).unwrap();
+    unreadable(
+        &huge,
+        &format!(
+            "manifest `{}` is 4194305 bytes, above the limit of 4194304 bytes",
+            huge.display()
+        ),
+    );
+}
+
 #[test]
 fn plugins_folder_that_does_not_exist_exits_2() {
     let dir = Scratch::new("no-plugins");
