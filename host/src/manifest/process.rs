@@ -383,9 +383,12 @@ fn path_strategy(
 
 /// Returns the number of CPUs this machine has configured.
 pub fn cpu_count() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-    usize::try_from(n).ok().filter(|n| *n > 0).unwrap_or(1)
+    nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_CONF)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
 }
 
 fn affinity(c: &mut Checker, who: &ProcessRef, raw: &RawProcess) -> Option<Vec<usize>> {

@@ -176,8 +176,7 @@ fn written_by_us(path: &Path) -> bool {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return false;
     };
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
+    let uid = nix::unistd::geteuid().as_raw();
     meta.is_file() && meta.uid() == uid && meta.permissions().mode() & 0o022 == 0
 }
 

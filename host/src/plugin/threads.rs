@@ -85,8 +85,8 @@ fn plugin_priority() -> Option<i32> {
 fn lower_priority() {
     let rc = match plugin_priority() {
         Some(nice) => {
-            // SAFETY: gettid has no preconditions.
-            let tid = unsafe { libc::gettid() };
+            // nix wraps neither setpriority nor sched_setscheduler.
+            let tid = nix::unistd::gettid().as_raw();
             // SAFETY: setpriority on our own thread id; it only changes that thread's nice value.
             unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) }
         }

@@ -5,15 +5,27 @@
 //! tokio's reactor, wakes within microseconds. If no timerfd can be made, tokio's timer is used.
 
 use std::io;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd, RawFd};
 use std::time::Duration;
 
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use tokio::io::unix::AsyncFd;
 
 /// A re-armable one-shot timer.
 #[derive(Debug)]
 pub struct FineTimer {
-    fd: Option<AsyncFd<OwnedFd>>,
+    fd: Option<AsyncFd<Timer>>,
+}
+
+/// nix's timerfd, with the raw descriptor tokio's reactor registers.
+#[derive(Debug)]
+struct Timer(TimerFd);
+
+impl AsRawFd for Timer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
 }
 
 impl FineTimer {
@@ -31,7 +43,14 @@ impl FineTimer {
         let Some(fd) = &self.fd else {
             return tokio::time::sleep(pause).await;
         };
-        if arm(fd.get_ref(), pause.max(Duration::from_micros(1))).is_err() {
+        // A one-shot expiration of zero would disarm the timer.
+        let after = TimeSpec::from_duration(pause.max(Duration::from_micros(1)));
+        if fd
+            .get_ref()
+            .0
+            .set(Expiration::OneShot(after), TimerSetTimeFlags::empty())
+            .is_err()
+        {
             return tokio::time::sleep(pause).await;
         }
         loop {
@@ -40,13 +59,8 @@ impl FineTimer {
             };
             let mut expirations = [0u8; 8];
             let read = ready.try_io(|fd| {
-                // SAFETY: reads at most 8 bytes into a buffer of 8 bytes we own.
-                let n = unsafe { libc::read(fd.as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
+                nix::unistd::read(fd.get_ref().0.as_fd(), &mut expirations)
+                    .map_err(io::Error::from)
             });
             // Woken (or the read failed for good); only a spurious wake-up waits again.
             if read.is_ok() {
@@ -56,39 +70,13 @@ impl FineTimer {
     }
 }
 
-fn timerfd() -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: timerfd_create has no memory preconditions.
-    let raw = unsafe {
-        libc::timerfd_create(
-            libc::CLOCK_MONOTONIC,
-            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: an `OwnedFd` keeps its descriptor open and unchanged until it is dropped with the AsyncFd.
-    Ok(unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }?)
-}
-
-fn arm(fd: &OwnedFd, after: Duration) -> io::Result<()> {
-    let spec = libc::itimerspec {
-        it_interval: libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        },
-        it_value: libc::timespec {
-            tv_sec: after.as_secs() as libc::time_t,
-            tv_nsec: after.subsec_nanos() as libc::c_long,
-        },
-    };
-    // SAFETY: `spec` is a valid itimerspec; the old value is not asked for.
-    if unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+fn timerfd() -> io::Result<AsyncFd<Timer>> {
+    let fd = TimerFd::new(
+        ClockId::CLOCK_MONOTONIC,
+        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+    )?;
+    // SAFETY: `Timer` owns its descriptor, which stays open and unchanged until the AsyncFd drops it.
+    Ok(unsafe { AsyncFd::register_with_interest(Timer(fd), tokio::io::Interest::READABLE) }?)
 }
 
 #[cfg(test)]
