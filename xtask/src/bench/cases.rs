@@ -43,16 +43,56 @@ fn last_start(path: &Path, n: usize) -> Result<i128, String> {
     Ok(read_times(path).iter().map(|(_, t)| *t).max().unwrap_or(0))
 }
 
-/// (a) From the start of pilot-host on a manifest of 100 independent children until the last child
-/// runs (its `--append-start`); baseline: 100 direct spawns until the last child runs.
-pub fn start_100(p: &Paths, reps: usize) -> Result<Samples, String> {
-    const N: usize = 100;
-    let dir = p.dir("start")?;
+/// (a) `pilot-host run` of `n` processes that exit at once (`/bin/true`, not restarted), from its
+/// start to its exit; baseline: the shell loop `for i in $(seq n); do /bin/true & done; wait`.
+pub fn run_true(p: &Paths, n: usize, reps: usize) -> Result<Samples, String> {
+    let dir = p.dir(&format!("true-{n}"))?;
+    let mut yaml = String::from("processes:\n");
+    for i in 0..n {
+        yaml += &format!(
+            "  - {{ name: t{i:04}, path: /bin/true, shutdown_strategy: do_not_restart }}\n"
+        );
+    }
+    let manifest = dir.join("manifest.yaml");
+    write(&manifest, &yaml)?;
+    let timed = |cmd: &mut std::process::Command| -> Result<f64, String> {
+        let t0 = Instant::now();
+        let status = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        if !status.success() {
+            return Err(format!("{cmd:?} failed: {status}"));
+        }
+        Ok(t0.elapsed().as_secs_f64() * 1000.0)
+    };
+    let mut out = Samples::default();
+    for _ in 0..reps {
+        out.host.push(timed(
+            std::process::Command::new(&p.host)
+                .args(["run", "--no-control"])
+                .arg(&manifest),
+        )?);
+        out.base.push(timed(std::process::Command::new("sh").args([
+            "-c",
+            &format!("for i in $(seq {n}); do /bin/true & done; wait"),
+        ]))?);
+    }
+    Ok(out)
+}
+
+/// (a) From the start of pilot-host on a manifest of `n` independent children until the last child
+/// runs (its `--append-start`); baseline: `n` direct spawns (output piped, as pilot-host does) until
+/// the last child runs.
+pub fn start_n(p: &Paths, n: usize, reps: usize) -> Result<Samples, String> {
+    let dir = p.dir(&format!("start-{n}"))?;
     let starts = dir.join("starts");
     let mut yaml = String::from("processes:\n");
-    for i in 0..N {
+    for i in 0..n {
         yaml += &format!(
-            "  - {{ name: p{i:03}, path: {}, args: [--name, p{i:03}, --append-start, {}] }}\n",
+            "  - {{ name: p{i:04}, path: {}, args: [--name, p{i:04}, --append-start, {}] }}\n",
             p.child.display(),
             starts.display()
         );
@@ -64,21 +104,57 @@ pub fn start_100(p: &Paths, reps: usize) -> Result<Samples, String> {
         let _ = std::fs::remove_file(&starts);
         let t0 = now_ns();
         let host = Host::run(p, &manifest)?;
-        let end = last_start(&starts, N)?;
+        let end = last_start(&starts, n)?;
+        host.wait_lines(": started, pid ", n, SOON)?;
         host.stop()?;
         out.host.push(ms(end - t0));
 
         let _ = std::fs::remove_file(&starts);
         let mut children = Children::default();
         let t0 = now_ns();
-        for i in 0..N {
-            let name = format!("b{i:03}");
+        for i in 0..n {
+            let name = format!("b{i:04}");
             let starts = starts.display().to_string();
             children.spawn(p.child(&s(&["--name", &name, "--append-start", &starts])))?;
         }
-        let end = last_start(&starts, N)?;
+        let end = last_start(&starts, n)?;
         drop(children);
         out.base.push(ms(end - t0));
+    }
+    Ok(out)
+}
+
+/// (e) SIGTERM to pilot-host over `n` children that exit on SIGTERM, until it exits; baseline:
+/// SIGTERM to the `n` directly, then reap them all.
+pub fn stop_n(p: &Paths, n: usize, reps: usize) -> Result<Samples, String> {
+    let dir = p.dir(&format!("stop-{n}"))?;
+    let mut yaml = String::from("processes:\n");
+    for i in 0..n {
+        yaml += &format!("  - {{ name: q{i:04}, path: {} }}\n", p.child.display());
+    }
+    let manifest = dir.join("manifest.yaml");
+    write(&manifest, &yaml)?;
+    let mut out = Samples::default();
+    for _ in 0..reps {
+        let host = Host::run(p, &manifest)?;
+        host.wait_lines(": started, pid ", n, SOON)?;
+        // Every child is past its start (SIGTERM is handled from its first instruction on).
+        std::thread::sleep(Duration::from_millis(300));
+        out.host.push(host.stop()?.as_secs_f64());
+
+        let mut children = Children::default();
+        for _ in 0..n {
+            children.spawn(p.child(&[]))?;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        for c in &children.0 {
+            signal(c.id(), libc::SIGTERM);
+        }
+        for c in &mut children.0 {
+            let _ = c.wait();
+        }
+        out.base.push(start.elapsed().as_secs_f64());
     }
     Ok(out)
 }
@@ -222,20 +298,19 @@ pub struct Idle {
     pub rss: Samples,
 }
 
-/// (d) pilot-host over 100 idle children with stats every 1 s, for `secs`: utime + stime and VmRSS.
-pub fn idle(p: &Paths, reps: usize, secs: u64) -> Result<Idle, String> {
-    const N: usize = 100;
-    let dir = p.dir("idle")?;
+/// (d) pilot-host over `n` idle children with stats every 1 s, for `secs`: utime + stime and VmRSS.
+pub fn idle(p: &Paths, n: usize, reps: usize, secs: u64) -> Result<Idle, String> {
+    let dir = p.dir(&format!("idle-{n}"))?;
     let mut yaml = String::from("stats_interval_sec: 1.0\nprocesses:\n");
-    for i in 0..N {
-        yaml += &format!("  - {{ name: i{i:03}, path: {} }}\n", p.child.display());
+    for i in 0..n {
+        yaml += &format!("  - {{ name: i{i:04}, path: {} }}\n", p.child.display());
     }
     let manifest = dir.join("manifest.yaml");
     write(&manifest, &yaml)?;
     let mut out = Idle::default();
     for _ in 0..reps {
         let host = Host::run(p, &manifest)?;
-        host.wait_lines(": started, pid ", N, SOON)?;
+        host.wait_lines(": started, pid ", n, SOON)?;
         // Let the start settle and the sampler take its first samples.
         std::thread::sleep(Duration::from_secs(2));
         let pids = host.child_pids();

@@ -110,7 +110,9 @@ impl Coordinator {
     pub async fn run(mut self) {
         let all = self.table.order.clone();
         self.kick(&all);
-        self.check_ended();
+        if self.check_ended() {
+            self.advance_plans().await;
+        }
         while let Some(msg) = self.rx.recv().await {
             match msg {
                 Msg::Request(request) => self.request(request),
@@ -118,7 +120,11 @@ impl Coordinator {
                 Msg::Retry { name, gen } => self.on_retry(&name, gen),
             }
             self.advance_plans().await;
-            self.check_ended();
+            // The final stop that begins here may already be complete (nothing runs): finish it
+            // now, not at the next message (which may be the stats sampler's, a second away).
+            if self.check_ended() {
+                self.advance_plans().await;
+            }
         }
     }
 
@@ -517,9 +523,11 @@ impl Coordinator {
     }
 
     /// Begins the final stop unless asked to stay when every process has ended.
-    fn check_ended(&mut self) {
+    /// Begins the final stop once every process has ended (unless told to stay alive); returns
+    /// whether it began.
+    fn check_ended(&mut self) -> bool {
         if self.closing.is_some() || self.ctx.stay_alive || self.reload.is_some() {
-            return;
+            return false;
         }
         let all_final = self
             .table
@@ -530,5 +538,6 @@ impl Coordinator {
             tracing::info!("every process has ended");
             self.begin_closing();
         }
+        all_final
     }
 }
