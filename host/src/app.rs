@@ -167,13 +167,13 @@ pub async fn run(
                 let events = events.clone();
                 Arc::new(move |event| events.send(Event::Plugin(event)))
             })
-                .await
-                .map_err(|errors| {
-                    Failure::BadInput(anyhow::anyhow!(
-                        "plugins cannot start; nothing was started:\n  - {}",
-                        errors.join("\n  - ")
-                    ))
-                })?,
+            .await
+            .map_err(|errors| {
+                Failure::BadInput(anyhow::anyhow!(
+                    "plugins cannot start; nothing was started:\n  - {}",
+                    errors.join("\n  - ")
+                ))
+            })?,
         ),
     };
     // Bound before anything starts: a second run of the same manifest is refused here.

@@ -81,7 +81,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Check plugin files; exit 1 on any finding (2 when an input cannot be read).
-    Check(crate::plugin::check::command::CheckArgs),
+    Check(Box<crate::plugin::check::command::CheckArgs>),
     /// Write a new plugin project (source, SDK, build script, manifest) that builds and passes `check`.
     New {
         /// The plugin's name (also its strategy, hook or handler name), e.g. `disk-ready`.

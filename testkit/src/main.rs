@@ -63,7 +63,11 @@ fn own_fifo(path: &str) {
     let _ = std::fs::remove_file(path);
     let c = std::ffi::CString::new(path).expect("fifo path");
     // SAFETY: `c` is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {path}");
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {path}"
+    );
     loop {
         match std::fs::OpenOptions::new()
             .write(true)

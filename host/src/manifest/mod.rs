@@ -18,13 +18,13 @@ pub mod source;
 mod validate;
 
 pub use error::{ManifestError, Problem, ProcessRef};
-pub use source::MAX_MANIFEST_BYTES;
 pub use model::{
     ControlServer, Manifest, PluginSettings, ProcessSpec, Readiness, ReadyStrategy, RestartPolicy,
     ShutdownStrategy,
 };
 pub use names::{escape_controls, plugin_name_problem, PluginNameKind, MAX_PLUGIN_NAME};
 pub use process::{cpu_count, BUILTIN_READY};
+pub use source::MAX_MANIFEST_BYTES;
 
 /// The names the loaded plugins provide, which the manifest may refer to.
 #[derive(Debug, Clone, Default)]

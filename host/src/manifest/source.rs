@@ -118,7 +118,12 @@ pub fn read_text(path: &Path) -> Result<String, ManifestError> {
         let bad = e.utf8_error().valid_up_to();
         let before = &e.as_bytes()[..bad];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = bad - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        let column = bad
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
         ManifestError::NotUtf8 {
             path: path.to_owned(),
             line,

@@ -59,8 +59,7 @@ impl FineTimer {
             };
             let mut expirations = [0u8; 8];
             let read = ready.try_io(|fd| {
-                nix::unistd::read(fd.get_ref().0.as_fd(), &mut expirations)
-                    .map_err(io::Error::from)
+                nix::unistd::read(fd.get_ref().0.as_fd(), &mut expirations).map_err(io::Error::from)
             });
             // Woken (or the read failed for good); only a spurious wake-up waits again.
             if read.is_ok() {

@@ -33,23 +33,37 @@ pub fn become_subreaper() -> std::io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true).map_err(Into::into)
 }
 
-/// Reads the pids of this process's children, from every thread's `children` file.
+/// Reads the pids of the children that may be adopted ones. The kernel hands an orphan to the first
+/// live thread of its subreaper, the main thread, so only that thread's `children` file is read; the
+/// worker threads' files list the (many) children pilot-host spawned itself, and reading them made
+/// each scan cost as much as the number of children (a scan at the end of every run: quadratic). If
+/// the main thread is gone (an embedding that ended it), every thread's file is read.
 fn children() -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for task in tasks.flatten() {
-        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
+    let main = format!("/proc/self/task/{}/children", std::process::id());
+    let mut out = match std::fs::read_to_string(&main) {
+        Ok(text) => parse_pids(&text),
+        Err(_) => {
+            let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+                return Vec::new();
+            };
+            let mut out = Vec::new();
+            for task in tasks.flatten() {
+                if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                    out.extend(parse_pids(&text));
+                }
+            }
+            out
         }
-    }
+    };
     out.sort_unstable();
     out.dedup();
     out
+}
+
+fn parse_pids(text: &str) -> Vec<u32> {
+    text.split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .collect()
 }
 
 /// Runs `f` on the children pilot-host did not spawn, while no spawn is under way (a child being

@@ -305,14 +305,16 @@ async fn restart_with_an_unknown_name_changes_nothing_and_a_restart_replaces_the
     let b = status_of(&h, "b").await;
     assert_eq!((b.pid, b.restarts), (Some(pids[1]), 0), "{b:?}");
     // Subscribers see the same restart: `a` left running, and its new child was announced.
-    run.event("a leaves running", |e| {
-        matches!(e, Event::State { process, from: State::Running, .. } if process == "a")
-    })
+    run.event(
+        "a leaves running",
+        |e| matches!(e, Event::State { process, from: State::Running, .. } if process == "a"),
+    )
     .await;
     let spawned = run
-        .event("a new child of a is announced", |e| {
-            matches!(e, Event::Spawned { process, .. } if process == "a")
-        })
+        .event(
+            "a new child of a is announced",
+            |e| matches!(e, Event::Spawned { process, .. } if process == "a"),
+        )
         .await;
     assert!(
         matches!(spawned.event, Event::Spawned { pid, .. } if pid == new),
@@ -760,13 +762,15 @@ processes:
     // A crash is reacted to while its `on_shutdown` hook hangs: the exit is seen, a restart is
     // scheduled, and a stop is answered at once (the next start's `pre_start` would run after the
     // hanging hook, as hooks of one process run in order; a plugin's call deadline bounds that).
-    run.event("crashy's first child exits", |e| {
-        matches!(e, Event::Exited { process, .. } if process == "crashy")
-    })
+    run.event(
+        "crashy's first child exits",
+        |e| matches!(e, Event::Exited { process, .. } if process == "crashy"),
+    )
     .await;
-    run.event("crashy's restart is scheduled", |e| {
-        matches!(e, Event::RestartScheduled { process, .. } if process == "crashy")
-    })
+    run.event(
+        "crashy's restart is scheduled",
+        |e| matches!(e, Event::RestartScheduled { process, .. } if process == "crashy"),
+    )
     .await;
     tokio::time::timeout(SOON, h.stop_process("crashy"))
         .await

@@ -355,6 +355,8 @@ processes:
             .collect();
         (fields[0].clone(), fields[1].clone())
     };
+    // The child can print before pilot-host's "started" line reaches us.
+    pilot.wait_log("probe: started, pid ", SOON);
     let (mine, hard) = open_files("self");
     assert_eq!(
         open_files(&pilot.pid_of("probe").to_string()).0,

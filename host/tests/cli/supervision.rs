@@ -59,11 +59,17 @@ processes:
     );
     let (a2, b2) = (new_pid_of(&pilot, "a", a), new_pid_of(&pilot, "b", b));
     pilot.wait_log("d: started, pid ", SOON);
-    wait_until("the removed and the replaced children are gone", SOON, || {
-        !alive(a) && !alive(b) && !alive(c)
-    });
+    wait_until(
+        "the removed and the replaced children are gone",
+        SOON,
+        || !alive(a) && !alive(b) && !alive(c),
+    );
     assert!(alive(a2) && alive(b2) && alive(pilot.pid_of("d")));
-    assert_eq!(pilot.pid_of("keep"), keep, "an unchanged process was restarted");
+    assert_eq!(
+        pilot.pid_of("keep"),
+        keep,
+        "an unchanged process was restarted"
+    );
     assert!(alive(keep));
     // The dependency restarted before its dependent: `b`'s new child came after `a`'s.
     let starts = pilot.logs_with(": started, pid ");
@@ -136,21 +142,30 @@ fn descendants_that_left_their_group_are_adopted_shown_and_stopped_with_their_pr
     assert_eq!(sid_of(setsid), Some(setsid));
     assert_eq!(sid_of(double), Some(double));
     // The double-forked one was orphaned and reparented to pilot-host, the subreaper.
-    wait_until("the double-forked daemon is pilot-host's child", SOON, || {
-        std::fs::read_to_string(format!("/proc/{double}/stat"))
-            .ok()
-            .and_then(|s| {
-                s[s.rfind(')').unwrap() + 2..]
-                    .split(' ')
-                    .nth(1)
-                    .map(str::to_string)
-            })
-            .is_some_and(|ppid| ppid == pilot.pid().to_string())
-    });
+    wait_until(
+        "the double-forked daemon is pilot-host's child",
+        SOON,
+        || {
+            std::fs::read_to_string(format!("/proc/{double}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s[s.rfind(')').unwrap() + 2..]
+                        .split(' ')
+                        .nth(1)
+                        .map(str::to_string)
+                })
+                .is_some_and(|ppid| ppid == pilot.pid().to_string())
+        },
+    );
     pilot.wait_log(&format!("adopted pid {double} (from `double`)"), SOON);
 
     pilot.signal(libc::SIGTERM);
-    assert_eq!(pilot.wait_exit(SOON).code(), Some(0), "{}", pilot.stderr_text());
+    assert_eq!(
+        pilot.wait_exit(SOON).code(),
+        Some(0),
+        "{}",
+        pilot.stderr_text()
+    );
     wait_until("no daemon is left", Duration::from_secs(2), || {
         !alive(setsid) && !alive(double)
     });
@@ -234,7 +249,11 @@ processes:
         last = pid;
     }
     let pid = read_pid(&pid_file);
-    assert!(alive(pid), "not restarted after 12 kills:\n{}", pilot.stderr_text());
+    assert!(
+        alive(pid),
+        "not restarted after 12 kills:\n{}",
+        pilot.stderr_text()
+    );
     assert!(
         !pilot.stderr_text().contains("victim: failed"),
         "{}",
@@ -263,7 +282,11 @@ processes:
     assert_eq!(pilot.wait_exit(SOON).code(), Some(0));
     let term = read_times(&dir.join("term"));
     let exit = read_times(&dir.join("exit"));
-    let db_term = term.iter().find(|(n, _)| n == "db").expect("db got SIGTERM").1;
+    let db_term = term
+        .iter()
+        .find(|(n, _)| n == "db")
+        .expect("db got SIGTERM")
+        .1;
     let api_exit = exit.iter().find(|(n, _)| n == "api").expect("api exited").1;
     // `api` lingers 300 ms after its SIGTERM; `db` must not hear of the stop before `api` is gone.
     assert!(

@@ -111,10 +111,23 @@ fn a_folder_a_fifo_non_utf8_text_and_a_huge_file_are_refused_with_exit_2() {
     // A FIFO is refused at once, not read forever (nothing ever writes to this one).
     let fifo = dir.join("fifo.yaml");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    unreadable(&fifo, &format!("manifest `{}` is a FIFO, not a regular file", fifo.display()));
+    unreadable(
+        &fifo,
+        &format!(
+            "manifest `{}` is a FIFO, not a regular file",
+            fifo.display()
+        ),
+    );
 
-    let latin1 = dir.write("latin1.yaml", "processes:\n  - { name: caf\u{e9}, path: /bin/true }\n");
-    std::fs::write(&latin1, b"processes:\n  - { name: caf\xe9, path: /bin/true }\n").unwrap();
+    let latin1 = dir.write(
+        "latin1.yaml",
+        "processes:\n  - { name: caf\u{e9}, path: /bin/true }\n",
+    );
+    std::fs::write(
+        &latin1,
+        b"processes:\n  - { name: caf\xe9, path: /bin/true }\n",
+    )
+    .unwrap();
     unreadable(
         &latin1,
         &format!(
@@ -125,7 +138,8 @@ fn a_folder_a_fifo_non_utf8_text_and_a_huge_file_are_refused_with_exit_2() {
 
     let huge = dir.join("huge.yaml");
     let file = std::fs::File::create(&huge).unwrap();
-    file.set_len(pilot_host::manifest::MAX_MANIFEST_BYTES + 1).unwrap();
+    file.set_len(pilot_host::manifest::MAX_MANIFEST_BYTES + 1)
+        .unwrap();
     unreadable(
         &huge,
         &format!(

@@ -355,13 +355,21 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
                 met: host.value <= limit,
                 host,
                 base: median(&s.cpu.base),
-                target: if n == 100 { "≤ 0.05 % of a core" } else { "≤ 0.2 % of a core" },
+                target: if n == 100 {
+                    "≤ 0.05 % of a core"
+                } else {
+                    "≤ 0.2 % of a core"
+                },
                 reference: if n == 100 { "4.3 %" } else { "" },
             });
             let host = median(&s.rss.host);
             rss.push(host.value);
             rows.push(Row {
-                what: if n == 100 { "(d) idle RSS, 100 children" } else { "(d) idle RSS, 1000 children" },
+                what: if n == 100 {
+                    "(d) idle RSS, 100 children"
+                } else {
+                    "(d) idle RSS, 1000 children"
+                },
                 unit: Unit::Mb,
                 met: host.value <= 20.0 || n == 1000,
                 host,
@@ -376,8 +384,14 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
             what: "(d) RSS per supervised process (growth from 100 to 1000, in KB)",
             unit: Unit::Kb,
             met: per <= 30.0,
-            host: Stat { value: per, range: None },
-            base: Stat { value: 0.0, range: None },
+            host: Stat {
+                value: per,
+                range: None,
+            },
+            base: Stat {
+                value: 0.0,
+                range: None,
+            },
             target: "≤ 30 KB",
             reference: "87 KB before",
         });

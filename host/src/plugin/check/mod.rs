@@ -203,7 +203,9 @@ async fn check_loaded(
         .collect();
     let params = opts.params.clone().unwrap_or_else(|| "{}".into());
     for (kind, name, target) in calls::smoke_targets(d, &params) {
-        if opts.params.is_none() && matches!(&target, Target::Ready { name, .. } if covered.contains(name.as_str())) {
+        if opts.params.is_none()
+            && matches!(&target, Target::Ready { name, .. } if covered.contains(name.as_str()))
+        {
             continue;
         }
         let result = calls::call(&actor, true, target, sample_process()).await;

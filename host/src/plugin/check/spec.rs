@@ -193,7 +193,9 @@ impl Spec {
             .calls
             .into_iter()
             .enumerate()
-            .map(|(i, c)| call(c, base).map_err(|e| format!("spec file `{shown}`: `calls[{i}]`: {e}")))
+            .map(|(i, c)| {
+                call(c, base).map_err(|e| format!("spec file `{shown}`: `calls[{i}]`: {e}"))
+            })
             .collect::<Result<_, _>>()?;
         Ok(Spec {
             file: path.to_owned(),

@@ -134,22 +134,25 @@ impl Coordinator {
             }
         }
         // The last on_shutdown hooks run before pilot-host reports the end (each call is bounded by
-        // its plugin's limits).
-        // The queues run side by side, so waiting for them in turn takes as long as the slowest.
+        // its plugin's limits). They are awaited beside the coordinator, which goes on answering
+        // requests (status, logs) meanwhile. The queues run side by side, so waiting for them in
+        // turn takes as long as the slowest.
         let queues: Vec<_> = self
             .table
             .entries
             .values()
             .map(|e| e.hooks.clone())
             .collect();
-        for queue in &queues {
-            queue.drained().await;
-        }
         let outcome = Outcome {
             statuses: self.statuses(),
         };
         if let Some(done) = self.done.take() {
-            let _ = done.send(outcome);
+            tokio::spawn(async move {
+                for queue in &queues {
+                    queue.drained().await;
+                }
+                let _ = done.send(outcome);
+            });
         }
         // No run or timer is left: the loop now ends with the last handle.
         self.tx = None;
