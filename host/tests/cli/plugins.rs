@@ -234,6 +234,8 @@ plugins:
 fn hostile_manifest(dir: &Scratch, strategy: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let plugins = plugin_dir(dir, &[plugin("hostile", "hostile")]);
     let (p1, p2) = (free_port(), free_port());
+    // The memory bomb must reach its cap before its deadline, even on a starved CPU.
+    let timeout_ms = if strategy == "membomb" { 1000 } else { 100 };
     let m = harness::manifest(
         dir,
         &format!(
@@ -252,7 +254,7 @@ processes:
     args: [--exit-after, 20, 1]
     restart: {{ initial_delay_sec: 0.01, factor: 1, jitter: 0, max_restarts: 1000 }}
 plugins:
-  hostile: {{ call_timeout_ms: 100, fuel: 100000000000 }}
+  hostile: {{ call_timeout_ms: {timeout_ms}, fuel: 100000000000 }}
 "#
         ),
     );

@@ -121,7 +121,15 @@ fn manifest(p: &Paths, hostile: bool, chain_after_ms: u64) -> String {
         } else {
             String::new()
         };
-        plugins += &format!("  {name}: {{ call_timeout_ms: 100, fuel: 100000000000{grant} }}\n");
+        // The memory bomb and the huge answer must get to their own failure (the cap, the size
+        // limit) before the deadline, even on two cores shared with a parallel test run.
+        let timeout = if matches!(name, "h-membomb" | "h-huge") {
+            1000
+        } else {
+            100
+        };
+        plugins +=
+            &format!("  {name}: {{ call_timeout_ms: {timeout}, fuel: 100000000000{grant} }}\n");
     }
     y + &plugins
 }
