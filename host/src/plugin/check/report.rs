@@ -261,6 +261,12 @@ impl Report {
                 escape_controls(&f.message)
             )?;
         }
+        if self.attempts.iter().any(|a| a.kind == "environment") {
+            writeln!(
+                out,
+                "  note: it read its environment, which is empty without `allow_env` (language runtimes read it as they start; no finding)"
+            )?;
+        }
         Ok(())
     }
 }
