@@ -139,9 +139,11 @@ fn descendants_that_left_their_group_are_adopted_shown_and_stopped_with_their_pr
         daemon_pid(&dir, "double.pid"),
     );
     assert!(alive(setsid) && alive(double));
-    // They really left: a session of their own, so no process group of ours holds them.
-    assert_eq!(sid_of(setsid), Some(setsid));
-    assert_eq!(sid_of(double), Some(double));
+    // They really left: a session of their own, so no process group of ours holds them (the shell
+    // writes the pid as soon as it forks, maybe before `setsid` ran).
+    wait_until("both daemons lead a session of their own", SOON, || {
+        sid_of(setsid) == Some(setsid) && sid_of(double) == Some(double)
+    });
     // The double-forked one was orphaned and reparented to pilot-host, the subreaper.
     wait_until(
         "the double-forked daemon is pilot-host's child",
