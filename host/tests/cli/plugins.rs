@@ -234,8 +234,10 @@ plugins:
 fn hostile_manifest(dir: &Scratch, strategy: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let plugins = plugin_dir(dir, &[plugin("hostile", "hostile")]);
     let (p1, p2) = (free_port(), free_port());
-    // The memory bomb must reach its cap before its deadline, even on a starved CPU.
-    let timeout_ms = if strategy == "membomb" { 1000 } else { 100 };
+    // The memory bomb and the huge answer must reach their own failure before the deadline, and
+    // fail three times before the ready timeout, even on a starved CPU.
+    let timeout_ms = if slow(strategy) { 1000 } else { 100 };
+    let ready_timeout = ready_timeout(strategy);
     let m = harness::manifest(
         dir,
         &format!(
@@ -245,7 +247,7 @@ processes:
   - name: victim
     path: CHILD
     ready_strategy: {strategy}
-    ready_timeout_sec: 1.5
+    ready_timeout_sec: {ready_timeout}
     ready_params: {{ port: {p1} }}
   - {{ name: one, path: CHILD, args: [--listen-after, 50, {p1}], ready_strategy: tcp, ready_params: {{ port: {p1} }} }}
   - {{ name: two, path: CHILD, args: [--listen-after, 50, {p2}], ready_strategy: tcp, ready_params: {{ port: {p2} }}, dependencies: [one] }}
@@ -259,6 +261,20 @@ plugins:
         ),
     );
     (m, plugins)
+}
+
+/// Whether `strategy` does real work before it fails (so it gets more time under load).
+fn slow(strategy: &str) -> bool {
+    matches!(strategy, "membomb" | "huge")
+}
+
+/// The victim's ready timeout, as `run` prints it.
+fn ready_timeout(strategy: &str) -> &'static str {
+    if slow(strategy) {
+        "6.0"
+    } else {
+        "1.5"
+    }
 }
 
 fn hostile_run(dir: &Scratch, strategy: &str) -> Pilot {
@@ -287,7 +303,10 @@ fn assert_contained(pilot: &Pilot, strategy: &str, want: &str) {
         "plugin `hostile` 0.1.0: quarantined after 3 failed calls in a row",
         SOON,
     );
-    pilot.wait_log("victim: not ready after 1.5 s", SOON);
+    pilot.wait_log(
+        &format!("victim: not ready after {} s", ready_timeout(strategy)),
+        SOON,
+    );
 }
 
 #[test]

@@ -183,6 +183,8 @@ fn sigkill_of_pilot_host_takes_daemons_that_left_their_group_along() {
         daemon_pid(&dir, "setsid.pid"),
         daemon_pid(&dir, "double.pid"),
     );
+    pilot.wait_log("setsid: started, pid ", SOON);
+    pilot.wait_log("double: started, pid ", SOON);
     let shells = [pilot.pid_of("setsid"), pilot.pid_of("double")];
     assert!(alive(setsid) && alive(double));
     pilot.signal(libc::SIGKILL);
