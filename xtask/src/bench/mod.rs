@@ -181,7 +181,7 @@ fn loadavg() -> String {
 
 /// One line of the table.
 struct Row {
-    what: &'static str,
+    what: String,
     unit: Unit,
     host: Stat,
     base: Stat,
@@ -267,11 +267,7 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
             let host = median(&t.host);
             let base = median(&t.base);
             rows.push(Row {
-                what: if n == 100 {
-                    "(a) `run` of 100 × /bin/true, to exit (baseline: shell loop)"
-                } else {
-                    "(a) `run` of 1000 × /bin/true, to exit (baseline: shell loop)"
-                },
+                what: format!("(a) `run` of {n} × /bin/true, to exit (baseline: shell loop)"),
                 unit: Unit::Ms,
                 met: host.value <= 1.2 * base.value,
                 host,
@@ -284,11 +280,7 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
             let host = median(&s.host);
             let base = median(&s.base);
             rows.push(Row {
-                what: if n == 100 {
-                    "(a) start 100 children until all run (baseline: direct spawns)"
-                } else {
-                    "(a) start 1000 children until all run (baseline: direct spawns)"
-                },
+                what: format!("(a) start {n} children until all run (baseline: direct spawns)"),
                 unit: Unit::Ms,
                 met: host.value <= 1.2 * base.value,
                 host,
@@ -303,7 +295,7 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
         let s = cases::tcp_chain(p, plan.chain)?;
         let host = median(&s.host);
         rows.push(Row {
-            what: "(b) 10-step tcp chain, overhead over 0.5 s",
+            what: "(b) 10-step tcp chain, overhead over 0.5 s".into(),
             unit: Unit::Ms,
             met: host.value <= median(&s.base).value + 2.0,
             host,
@@ -317,7 +309,7 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
         let s = cases::restart(p, plan.kills)?;
         let host = median(&s.host);
         rows.push(Row {
-            what: "(c) restart after SIGKILL, median",
+            what: "(c) restart after SIGKILL, median".into(),
             unit: Unit::Ms,
             met: host.value <= 1.5 * median(&s.base).value,
             host,
@@ -327,7 +319,7 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
         });
         let host = p95(&s.host);
         rows.push(Row {
-            what: "(c) restart after SIGKILL, p95",
+            what: "(c) restart after SIGKILL, p95".into(),
             unit: Unit::Ms,
             met: host.value <= 5.0,
             host,
@@ -346,11 +338,7 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
             let s = cases::idle(p, n, plan.idle, plan.idle_secs)?;
             let host = median(&s.cpu.host);
             rows.push(Row {
-                what: if n == 100 {
-                    "(d) idle CPU, 100 children, stats every 1 s"
-                } else {
-                    "(d) idle CPU, 1000 children, stats every 1 s"
-                },
+                what: format!("(d) idle CPU, {n} children, stats every 1 s"),
                 unit: Unit::Percent,
                 met: host.value <= limit,
                 host,
@@ -365,11 +353,7 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
             let host = median(&s.rss.host);
             rss.push(host.value);
             rows.push(Row {
-                what: if n == 100 {
-                    "(d) idle RSS, 100 children"
-                } else {
-                    "(d) idle RSS, 1000 children"
-                },
+                what: format!("(d) idle RSS, {n} children"),
                 unit: Unit::Mb,
                 met: host.value <= 20.0 || n == 1000,
                 host,
@@ -381,7 +365,7 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
         // What each process adds: the growth from 100 to 1000 children, per child.
         let per = (rss[1] - rss[0]) * 1e6 / 900.0 / 1e3;
         rows.push(Row {
-            what: "(d) RSS per supervised process (growth from 100 to 1000, in KB)",
+            what: "(d) RSS per supervised process (growth from 100 to 1000, in KB)".into(),
             unit: Unit::Kb,
             met: per <= 30.0,
             host: Stat {
@@ -401,7 +385,7 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
         let s = cases::stop_20(p, plan.stop)?;
         let host = median(&s.host);
         rows.push(Row {
-            what: "(e) stop 20 SIGTERM-ignoring children, timeout 1 s",
+            what: "(e) stop 20 SIGTERM-ignoring children, timeout 1 s".into(),
             unit: Unit::S,
             met: host.value <= 1.05,
             host,
@@ -413,7 +397,7 @@ fn measure(p: &Paths, plan: &Plan, only: &str) -> Result<Vec<Row>, String> {
         let s = cases::stop_n(p, 1000, plan.stop)?;
         let host = median(&s.host);
         rows.push(Row {
-            what: "(e) stop 1000 children (baseline: SIGTERM all, reap all)",
+            what: "(e) stop 1000 children (baseline: SIGTERM all, reap all)".into(),
             unit: Unit::S,
             met: host.value <= 0.5,
             host,
