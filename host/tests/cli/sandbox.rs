@@ -30,7 +30,8 @@ fn run_probe(
         env,
     );
     for name in names {
-        pilot.wait_log(&format!("{name}: not ready after 0.3 s"), SOON);
+        // The space keeps `write` from matching `overwrite`'s line.
+        pilot.wait_log(&format!(" {name}: not ready after 0.3 s"), SOON);
     }
     pilot.stderr_text()
 }
@@ -44,7 +45,7 @@ fn probing(name: &str, strategy: &str, params: &str) -> String {
 fn says(log: &str, name: &str, want: &str) {
     let line = log
         .lines()
-        .find(|l| l.contains(&format!("{name}: not ready after 0.3 s")))
+        .find(|l| l.contains(&format!(" {name}: not ready after 0.3 s")))
         .unwrap_or_else(|| panic!("no readiness failure of `{name}`:\n{log}"));
     assert!(line.contains(want), "`{name}`: want `{want}` in:\n{line}");
 }
