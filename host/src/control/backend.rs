@@ -19,6 +19,8 @@ pub struct Backend {
     handle: Handle,
     /// Samples of every process as JSON, one per stats interval while anyone listens.
     stats: broadcast::Sender<Arc<str>>,
+    /// Woken by the first receiver of the stats feed, so that nobody listening costs no wake-up.
+    listening: Arc<tokio::sync::Notify>,
     stats_interval: Duration,
 }
 
@@ -28,25 +30,31 @@ impl Backend {
         Backend {
             handle,
             stats: broadcast::channel(4).0,
+            listening: Arc::new(tokio::sync::Notify::new()),
             stats_interval,
         }
     }
 
     /// Returns a receiver of the samples `{"type": "stats", "processes": [...]}` (as JSON text).
     pub fn stats_feed(&self) -> broadcast::Receiver<Arc<str>> {
-        self.stats.subscribe()
+        let rx = self.stats.subscribe();
+        self.listening.notify_one();
+        rx
     }
 
-    /// Sends a sample to the stats feed every stats interval while it has receivers; runs until
-    /// aborted.
+    /// Sends a sample to the stats feed every stats interval while it has receivers, and sleeps
+    /// until one comes while it has none; runs until aborted.
     pub async fn feed_stats(self) {
         let mut ticker = tokio::time::interval(self.stats_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
             if self.stats.receiver_count() == 0 {
+                // A receiver that came meanwhile left a permit: this returns at once.
+                self.listening.notified().await;
+                ticker.reset_immediately();
                 continue;
             }
+            ticker.tick().await;
             let sample =
                 serde_json::json!({ "type": "stats", "processes": self.processes().await });
             let _ = self.stats.send(Arc::from(sample.to_string()));

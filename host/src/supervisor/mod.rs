@@ -236,9 +236,10 @@ pub fn start(manifest: Manifest, options: Options) -> Supervisor {
         extensions: options.extensions,
         catalog: Arc::new(options.catalog),
     };
-    let coordinator = Coordinator::new(manifest, ctx, rx, tx, done_tx);
+    let targets_version = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let coordinator = Coordinator::new(manifest, ctx, rx, tx, done_tx, targets_version.clone());
     tokio::spawn(coordinator.run());
-    tokio::spawn(stats::sample_loop(handle.clone(), adopt));
+    stats::start(handle.clone(), adopt, targets_version);
     Supervisor { handle, done }
 }
 
@@ -268,6 +269,18 @@ impl Supervisor {
 }
 
 impl Handle {
+    /// Sends `request` without waiting for it; false once the coordinator is gone.
+    fn tell(&self, request: Request) -> bool {
+        self.tx.send(Msg::Request(request)).is_ok()
+    }
+
+    /// [`Handle::ask`] from a thread outside the runtime.
+    fn ask_blocking<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Request(make(tx))).ok()?;
+        rx.blocking_recv().ok()
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Msg::Request(make(tx))).ok()?;

@@ -1,55 +1,93 @@
-//! Resource sampling: one read of every running process per interval, off the supervision path (on a
-//! blocking thread), with a scan for adopted descendants when pilot-host is a subreaper; then the stat
+//! Resource sampling: one reading of every running process per interval, on a thread of its own
+//! (`pilot-stats`), with a scan for adopted descendants when pilot-host is a subreaper; then the stat
 //! handlers, whose actions apply only to the processes that name them.
+//!
+//! Sampling is all pilot-host does while idle, so a tick over idle processes wakes only this thread:
+//! it asks the coordinator for the pids only when the coordinator's change counter moved (a state
+//! changed, a manifest was reloaded), and sends it only the readings that changed (over idle
+//! processes, none). The tokio task it replaced woke a runtime worker for its timer, the coordinator
+//! twice, a blocking-pool thread for the reads and the worker again for their result: 6.7 context
+//! switches a tick, and the coordinator walking its whole table twice, for nothing new.
 //!
 //! CPU % is computed from the difference between two samples of the same process, which is why one
 //! [`Sampler`] lives as long as the loop (a fresh one per sample would read 0).
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use super::coordinator::Request;
+use super::coordinator::{Request, Targets};
 use super::procstat::Sampler;
 use super::{orphans, Handle};
 use crate::extension::{ProcessStats, StatAction};
 
+/// Starts the sampling thread, which ends once the supervision is over.
+pub(super) fn start(handle: Handle, adopt: bool, version: Arc<AtomicU64>) {
+    let runtime = tokio::runtime::Handle::current();
+    let spawned = std::thread::Builder::new()
+        .name("pilot-stats".into())
+        .spawn(move || sample_loop(&runtime, &handle, adopt, &version));
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the resource sampler, no stats will be taken: {e}");
+    }
+}
+
 /// Samples every interval (as the manifest in effect says) until the supervision is over.
-pub(super) async fn sample_loop(handle: Handle, adopt: bool) {
-    let sampler = Arc::new(Mutex::new(Sampler::default()));
-    let Some(Some(first)) = handle.ask(Request::Targets).await else {
-        return;
+fn sample_loop(
+    runtime: &tokio::runtime::Handle,
+    handle: &Handle,
+    adopt: bool,
+    version: &AtomicU64,
+) {
+    let mut sampler = Sampler::default();
+    let mut targets = match handle.ask_blocking(|tx| Request::Targets(None, tx)) {
+        Some(Targets::Now(t)) => t,
+        _ => return,
     };
-    let mut interval = first.interval;
+    let mut orphans = None;
+    // The first sample is always sent: from then on every process has stats.
+    let mut first = true;
     loop {
-        tokio::time::sleep(interval).await;
-        let Some(Some(targets)) = handle.ask(Request::Targets).await else {
-            return;
-        };
-        interval = targets.interval;
-        let live: Vec<(Arc<str>, u32)> = targets
+        std::thread::sleep(targets.interval);
+        if version.load(Ordering::Acquire) != targets.version {
+            match handle.ask_blocking(|tx| Request::Targets(Some(targets.version), tx)) {
+                Some(Targets::Now(t)) => targets = t,
+                Some(Targets::Unchanged) => {}
+                Some(Targets::Over) | None => return,
+            }
+        }
+        let live: Vec<_> = targets
             .pids
             .iter()
             .filter_map(|(n, pid)| Some((n.clone(), (*pid)?)))
             .collect();
-        let sampler = sampler.clone();
-        let (readings, found) = tokio::task::spawn_blocking(move || {
-            let pids: Vec<u32> = live.iter().map(|(_, p)| *p).collect();
-            let values = sampler
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .sample(&pids);
-            let readings: Vec<_> = live
-                .into_iter()
-                .zip(values)
-                .filter_map(|((name, pid), v)| Some((name, pid, v?)))
-                .collect();
-            (readings, adopt.then(orphans::scan))
-        })
-        .await
-        .unwrap_or_default();
-        let Some(sample) = handle.ask(|tx| Request::Sampled(readings, found, tx)).await else {
+        let pids: Vec<u32> = live.iter().map(|(_, p)| *p).collect();
+        // Only what changed goes to the coordinator: over idle processes, nothing.
+        let readings: Vec<_> = live
+            .into_iter()
+            .zip(sampler.sample(&pids))
+            .filter_map(|((name, pid), r)| Some((name, pid, r.filter(|r| r.changed)?)))
+            .collect();
+        let found = adopt
+            .then(orphans::scan)
+            .filter(|found| orphans.as_ref() != Some(found));
+        if let Some(found) = &found {
+            orphans = Some(found.clone());
+        }
+        if targets.handlers.is_empty() {
+            // Nothing to hand the sample to: only the changes are recorded.
+            let news = first || !readings.is_empty() || found.is_some();
+            first = false;
+            if news && !handle.tell(Request::Sampled(readings, found, None)) {
+                return;
+            }
+            continue;
+        }
+        let Some(sample) = handle.ask_blocking(|tx| Request::Sampled(readings, found, Some(tx)))
+        else {
             return;
         };
-        run_handlers(&handle, &targets.handlers, &sample).await;
+        first = false;
+        runtime.block_on(run_handlers(handle, &targets.handlers, &sample));
     }
 }
 

@@ -9,6 +9,7 @@ mod plan;
 mod requests;
 
 use std::ffi::OsString;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use self::plan::Plan;
-pub(super) use self::requests::{Request, Waiter};
+pub(super) use self::requests::{Request, Targets, Waiter};
 use super::backoff::Decision;
 use super::events::{Bus, Event};
 use super::output::Printer;
@@ -74,6 +75,12 @@ pub(super) struct Coordinator {
     pub unowned: Vec<u32>,
     /// Adopted descendants already announced.
     pub seen_orphans: std::collections::HashSet<u32>,
+    /// Whether the sampler reported once: from then on every process has stats, sampled or zero.
+    pub sampled_once: bool,
+    /// Raised whenever what the sampler reads may have changed (a phase, hence a pid; a reload; the
+    /// end). The sampler reads it before asking for its targets, so an idle supervisor is not even
+    /// woken by it; it is a hint only, the targets themselves come from the table.
+    pub targets_version: Arc<AtomicU64>,
 }
 
 impl Coordinator {
@@ -84,6 +91,7 @@ impl Coordinator {
         rx: mpsc::UnboundedReceiver<Msg>,
         tx: mpsc::UnboundedSender<Msg>,
         done: oneshot::Sender<Outcome>,
+        targets_version: Arc<AtomicU64>,
     ) -> Coordinator {
         let mut table = Table::default();
         for (i, spec) in manifest.processes.iter().enumerate() {
@@ -103,6 +111,8 @@ impl Coordinator {
             done: Some(done),
             unowned: Vec::new(),
             seen_orphans: Default::default(),
+            sampled_once: false,
+            targets_version,
         }
     }
 
@@ -128,11 +138,17 @@ impl Coordinator {
         }
     }
 
+    /// Tells the sampler that its targets changed.
+    pub fn targets_changed(&self) {
+        self.targets_version.fetch_add(1, Ordering::Release);
+    }
+
     /// Moves `name` to `phase`: the one place a process's state changes.
     pub fn set(&mut self, name: &str, phase: Phase) {
         let entry = self.table.entry(name);
         let (from, to) = (entry.phase.state(), phase.state());
         entry.phase = phase;
+        self.targets_version.fetch_add(1, Ordering::Release);
         if from != to {
             let reason = entry
                 .phase

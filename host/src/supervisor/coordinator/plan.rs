@@ -147,6 +147,7 @@ impl Coordinator {
             statuses: self.statuses(),
         };
         if let Some(done) = self.done.take() {
+            self.targets_changed();
             tokio::spawn(async move {
                 for queue in &queues {
                     queue.drained().await;
@@ -279,6 +280,7 @@ impl Coordinator {
             }
         }
         self.manifest = Arc::new(manifest);
+        self.targets_changed();
         self.table.reindex(&self.manifest);
         self.ctx
             .printer

@@ -1,5 +1,6 @@
 //! The requests handles send to the coordinator, and how each is carried out.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +23,20 @@ pub(in crate::supervisor) type Waiter = oneshot::Receiver<Result<(), ControlErro
 pub(in crate::supervisor) type ReloadReply = oneshot::Sender<Result<ReloadReport, ControlError>>;
 type Answer<T> = oneshot::Sender<Result<T, ControlError>>;
 
-/// What the resource sampler needs to know each interval.
-pub(in crate::supervisor) struct Targets {
+/// The coordinator's answer to the sampler, each interval.
+pub(in crate::supervisor) enum Targets {
+    /// Everything is over: the sampler ends.
+    Over,
+    /// Nothing changed since the version the sampler asked with.
+    Unchanged,
+    /// What to sample now.
+    Now(Sampling),
+}
+
+/// What the resource sampler needs to know.
+pub(in crate::supervisor) struct Sampling {
+    /// Changes whenever the rest may have.
+    pub version: u64,
     pub interval: Duration,
     /// Name and live pid of every process.
     pub pids: Vec<(Arc<str>, Option<u32>)>,
@@ -31,8 +44,8 @@ pub(in crate::supervisor) struct Targets {
     pub handlers: Vec<(String, Vec<String>)>,
 }
 
-/// One process's reading: CPU %, RSS bytes, CPU seconds of the child with `pid`.
-pub(in crate::supervisor) type Reading = (Arc<str>, u32, (f64, u64, f64));
+/// One process's reading, of the child with `pid`.
+pub(in crate::supervisor) type Reading = (Arc<str>, u32, crate::supervisor::procstat::Reading);
 
 /// A request from a handle.
 pub(in crate::supervisor) enum Request {
@@ -47,12 +60,14 @@ pub(in crate::supervisor) enum Request {
     Shutdown,
     KillAll,
     Stats(oneshot::Sender<Vec<ProcessStats>>),
-    /// For the sampler; `None` once everything is over.
-    Targets(oneshot::Sender<Option<Targets>>),
+    /// For the sampler, which has the targets of the version given (if any).
+    Targets(Option<u64>, oneshot::Sender<Targets>),
+    /// The readings that changed since the last sample, and the adopted descendants if they changed.
     Sampled(
         Vec<Reading>,
         Option<Vec<Orphan>>,
-        oneshot::Sender<Vec<ProcessStats>>,
+        /// The stats of every process after the sample, for the stat handlers (when there are).
+        Option<oneshot::Sender<Vec<ProcessStats>>>,
     ),
 }
 
@@ -102,12 +117,14 @@ impl Coordinator {
             Request::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
-            Request::Targets(reply) => {
-                let _ = reply.send(self.targets());
+            Request::Targets(seen, reply) => {
+                let _ = reply.send(self.targets(seen));
             }
             Request::Sampled(readings, orphans, reply) => {
                 self.sampled(readings, orphans);
-                let _ = reply.send(self.stats());
+                if let Some(reply) = reply {
+                    let _ = reply.send(self.stats());
+                }
             }
         }
     }
@@ -301,7 +318,7 @@ impl Coordinator {
             .iter()
             .filter_map(|n| {
                 let e = &self.table.entries[n];
-                let s = e.sample?;
+                let s = e.sample.or(self.sampled_once.then(Sample::default))?;
                 let live = s.pid.is_some() && s.pid == e.phase.pid();
                 Some(ProcessStats {
                     name: n.to_string(),
@@ -317,8 +334,14 @@ impl Coordinator {
             .collect()
     }
 
-    fn targets(&self) -> Option<Targets> {
-        self.done.as_ref()?;
+    fn targets(&self, seen: Option<u64>) -> Targets {
+        if self.done.is_none() {
+            return Targets::Over;
+        }
+        let version = self.targets_version.load(Ordering::Acquire);
+        if seen == Some(version) {
+            return Targets::Unchanged;
+        }
         let mut handlers: Vec<(String, Vec<String>)> = Vec::new();
         for name in &self.table.order {
             for h in &self.table.entries[name].spec.stat_handlers {
@@ -328,7 +351,8 @@ impl Coordinator {
                 }
             }
         }
-        Some(Targets {
+        Targets::Now(Sampling {
+            version,
             interval: self.manifest.stats_interval,
             pids: self
                 .table
@@ -341,11 +365,9 @@ impl Coordinator {
     }
 
     fn sampled(&mut self, readings: Vec<Reading>, orphans: Option<Vec<Orphan>>) {
-        for entry in self.table.entries.values_mut() {
-            // Every process gets a sample once sampling ran, running or not.
-            entry.sample.get_or_insert_with(Sample::default);
-        }
-        for (name, pid, (cpu, rss, secs)) in readings {
+        self.sampled_once = true;
+        for (name, pid, reading) in readings {
+            let (cpu, rss, secs) = (reading.cpu_percent, reading.rss_bytes, reading.cpu_seconds);
             let Some(entry) = self.table.entries.get_mut(&name) else {
                 continue;
             };
