@@ -253,6 +253,19 @@ mod tests {
         assert_eq!(parse(b"4242 (truncated) S 1 2"), None);
     }
 
+    /// Keeps this thread busy until it used `seconds` of CPU, however loaded the machine is.
+    fn burn(seconds: f64) {
+        let used = || {
+            let t = nix::time::clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap();
+            t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9
+        };
+        let start = used();
+        let mut x = 1u64;
+        while used() - start < seconds {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+    }
+
     #[test]
     fn our_own_process_is_read_and_a_second_sample_measures_cpu() {
         let me = std::process::id();
@@ -261,11 +274,7 @@ mod tests {
         let (cpu, rss) = (first.cpu_percent, first.rss_bytes);
         assert_eq!(cpu, 0.0, "the first sample has nothing to compare with");
         assert!(rss > 0);
-        let start = Instant::now();
-        let mut x = 1u64;
-        while start.elapsed().as_millis() < 100 {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-        }
+        burn(0.1);
         let second = sampler.sample(&[me])[0].expect("this process exists");
         let (cpu, seconds) = (second.cpu_percent, second.cpu_seconds);
         assert!(cpu > 0.0, "busy for 100 ms, cpu {cpu}");
@@ -283,22 +292,10 @@ mod tests {
         let mut sampler = Sampler::default();
         let before = sampler.sample(&[me])[0].expect("this process exists");
         let (rss0, secs0) = (before.rss_bytes, before.cpu_seconds);
-        // Busy until the thread itself used 150 ms of CPU, however loaded the machine is.
-        let busy = || {
-            let used = || {
-                let t = nix::time::clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap();
-                t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9
-            };
-            let start = used();
-            let mut x = 1u64;
-            while used() - start < 0.15 {
-                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-            }
-        };
         // Two threads busy, and 64 MiB touched: a process that ran may have grown.
         let grown: Vec<u8> = std::thread::scope(|s| {
-            s.spawn(busy);
-            s.spawn(busy);
+            s.spawn(|| burn(0.15));
+            s.spawn(|| burn(0.15));
             vec![1u8; 64 << 20]
         });
         let after = sampler.sample(&[me])[0].expect("this process exists");

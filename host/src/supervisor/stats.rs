@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::coordinator::{Request, Targets};
+use super::coordinator::{Request, Sampling, Targets};
 use super::procstat::Sampler;
 use super::{orphans, Handle};
 use crate::extension::{ProcessStats, StatAction};
@@ -43,6 +43,15 @@ fn sample_loop(
         Some(Targets::Now(t)) => t,
         _ => return,
     };
+    // The running processes of `targets`, worked out again only when the targets change.
+    let running = |targets: &Sampling| -> (Vec<Arc<str>>, Vec<u32>) {
+        targets
+            .pids
+            .iter()
+            .filter_map(|(n, pid)| Some((n.clone(), (*pid)?)))
+            .unzip()
+    };
+    let (mut names, mut pids) = running(&targets);
     let mut orphans = None;
     // The first sample is always sent: from then on every process has stats.
     let mut first = true;
@@ -50,22 +59,20 @@ fn sample_loop(
         std::thread::sleep(targets.interval);
         if version.load(Ordering::Acquire) != targets.version {
             match handle.ask_blocking(|tx| Request::Targets(Some(targets.version), tx)) {
-                Some(Targets::Now(t)) => targets = t,
+                Some(Targets::Now(t)) => {
+                    targets = t;
+                    (names, pids) = running(&targets);
+                }
                 Some(Targets::Unchanged) => {}
                 Some(Targets::Over) | None => return,
             }
         }
-        let live: Vec<_> = targets
-            .pids
-            .iter()
-            .filter_map(|(n, pid)| Some((n.clone(), (*pid)?)))
-            .collect();
-        let pids: Vec<u32> = live.iter().map(|(_, p)| *p).collect();
         // Only what changed goes to the coordinator: over idle processes, nothing.
-        let readings: Vec<_> = live
+        let readings: Vec<_> = sampler
+            .sample(&pids)
             .into_iter()
-            .zip(sampler.sample(&pids))
-            .filter_map(|((name, pid), r)| Some((name, pid, r.filter(|r| r.changed)?)))
+            .zip(names.iter().zip(&pids))
+            .filter_map(|(r, (name, pid))| Some((name.clone(), *pid, r.filter(|r| r.changed)?)))
             .collect();
         let found = adopt
             .then(orphans::scan)
@@ -73,10 +80,10 @@ fn sample_loop(
         if let Some(found) = &found {
             orphans = Some(found.clone());
         }
+        let news = first || !readings.is_empty() || found.is_some();
+        first = false;
         if targets.handlers.is_empty() {
             // Nothing to hand the sample to: only the changes are recorded.
-            let news = first || !readings.is_empty() || found.is_some();
-            first = false;
             if news && !handle.tell(Request::Sampled(readings, found, None)) {
                 return;
             }
@@ -86,7 +93,6 @@ fn sample_loop(
         else {
             return;
         };
-        first = false;
         runtime.block_on(run_handlers(handle, &targets.handlers, &sample));
     }
 }

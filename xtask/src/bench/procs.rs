@@ -111,12 +111,11 @@ pub fn alive(pid: u32) -> bool {
 /// or from utime + stime where the kernel gives no such clock.
 pub fn cpu_seconds(pid: u32) -> Result<f64, String> {
     let mut clock: libc::clockid_t = 0;
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: both calls only write into the values we own.
-    if unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } == 0
-        && unsafe { libc::clock_gettime(clock, &mut ts) } == 0
-    {
-        return Ok(ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9);
+    // SAFETY: clock_getcpuclockid only writes into `clock`, which we own.
+    if unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } == 0 {
+        if let Some(seconds) = clock_seconds(clock) {
+            return Ok(seconds);
+        }
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|e| format!("cannot read /proc/{pid}/stat: {e}"))?;
@@ -148,10 +147,15 @@ pub fn rss_bytes(pid: u32) -> Result<u64, String> {
 
 /// Returns the CPU time this thread has used, in seconds.
 pub fn thread_cpu_seconds() -> f64 {
-    // SAFETY: clock_gettime writes into the timespec we own.
+    clock_seconds(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or(0.0)
+}
+
+/// Reads `clock`, in seconds.
+fn clock_seconds(clock: libc::clockid_t) -> Option<f64> {
+    // SAFETY: timespec is plain data, and clock_gettime only writes into the one we own.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    let read = unsafe { libc::clock_gettime(clock, &mut ts) } == 0;
+    read.then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
 }
 
 /// Children spawned directly by the bench (the baselines), killed and reaped on drop.

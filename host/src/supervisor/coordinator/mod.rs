@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use self::plan::Plan;
-pub(super) use self::requests::{Request, Targets, Waiter};
+pub(super) use self::requests::{Request, Sampling, Targets, Waiter};
 use super::backoff::Decision;
 use super::events::{Bus, Event};
 use super::output::Printer;
@@ -145,10 +145,10 @@ impl Coordinator {
 
     /// Moves `name` to `phase`: the one place a process's state changes.
     pub fn set(&mut self, name: &str, phase: Phase) {
+        self.targets_changed();
         let entry = self.table.entry(name);
         let (from, to) = (entry.phase.state(), phase.state());
         entry.phase = phase;
-        self.targets_version.fetch_add(1, Ordering::Release);
         if from != to {
             let reason = entry
                 .phase
