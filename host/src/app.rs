@@ -44,6 +44,9 @@ pub struct RunConfig {
     pub control_socket: Option<PathBuf>,
     /// Keep running when every process has ended (the control plane may start them again).
     pub stay_alive: bool,
+    /// The guard process, if the caller started it (the command line forks it before any thread
+    /// exists); else `run` starts one.
+    pub guard: Option<Arc<Guard>>,
 }
 
 /// A manifest with the plugins it was checked against.
@@ -187,14 +190,18 @@ pub async fn run(
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;
     let stats_interval = manifest.stats_interval;
-    let run_id = format!("{:016x}", fastrand::u64(..));
-    let guard = std::env::current_exe()
-        .and_then(|exe| Guard::start(&exe, &run_id))
-        .map_err(|e| tracing::warn!("cannot start the guard process ({e}); children may be orphaned if pilot-host is killed"))
-        .ok()
-        .map(Arc::new);
+    let guard = config.guard.clone().or_else(|| {
+        std::env::current_exe()
+            .and_then(|exe| Guard::start(&exe, &new_run_id()))
+            .map_err(|e| tracing::warn!("cannot start the guard process ({e}); children may be orphaned if pilot-host is killed"))
+            .ok()
+            .map(Arc::new)
+    });
+    let run_id = guard
+        .as_ref()
+        .map_or_else(new_run_id, |g| g.run_id().to_string());
     let options = supervisor::Options {
-        guard,
+        guard: guard.clone(),
         extensions,
         colour: config.colour,
         events,
@@ -211,7 +218,16 @@ pub async fn run(
         supervisor.handle(),
         stats_interval,
     ));
-    Ok(supervisor.wait().await)
+    let outcome = supervisor.wait().await;
+    if let Some(guard) = &guard {
+        guard.ended_cleanly();
+    }
+    Ok(outcome)
+}
+
+/// A new id for a run, which its children carry in their environment.
+pub fn new_run_id() -> String {
+    format!("{:016x}", fastrand::u64(..))
 }
 
 /// Returns `Ok` if every process ended as configured, else the failure naming each one that did not.

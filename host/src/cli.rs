@@ -263,6 +263,15 @@ struct RunControl {
 
 fn run_manifest(path: &Path, plugins: Option<&Path>, control: RunControl) -> Result<(), Failure> {
     use std::io::IsTerminal as _;
+    // While pilot-host has one thread: the descriptor table grows for free (for about 1600
+    // processes; see `reserve_descriptors`), and the guard is forked, so nothing is loaded again
+    // (see `Guard::fork`).
+    crate::supervisor::pgroup::raise_nofile_limit();
+    crate::supervisor::spawn::reserve_descriptors(1600);
+    let guard = crate::supervisor::Guard::fork(&app::new_run_id())
+        .map_err(|e| tracing::debug!("{e}; starting the guard by exec"))
+        .ok()
+        .map(std::sync::Arc::new);
     let config = app::RunConfig {
         manifest: path.to_path_buf(),
         plugins: plugins.map(Path::to_path_buf),
@@ -270,9 +279,14 @@ fn run_manifest(path: &Path, plugins: Option<&Path>, control: RunControl) -> Res
         control: control.enabled,
         control_socket: control.socket,
         stay_alive: control.stay_alive,
+        guard: guard.clone(),
     };
     let runtime = runtime()?;
     let outcome = runtime.block_on(app::run(config, std::future::pending()));
+    if let (Err(_), Some(guard)) = (&outcome, &guard) {
+        // Refused before anything started: nothing for the guard to sweep.
+        guard.ended_cleanly();
+    }
     // Plugin calls may still be parked in host calls; do not wait for them.
     runtime.shutdown_background();
     app::outcome_result(&outcome?)

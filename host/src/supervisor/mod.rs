@@ -217,6 +217,7 @@ pub fn start(manifest: Manifest, options: Options) -> Supervisor {
             ),
         }
     }
+    spawn::prepare(manifest.processes.len());
     let adopt = options.adopt_orphans;
     let ctx = Ctx {
         printer: Printer::start(options.colour, width, options.events.clone()),

@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::pgroup::{environ_value, Pgid, PROCESS_VAR};
-use super::spawn::spawned;
+use super::spawn::lock_settled;
 
 /// A descendant adopted by pilot-host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,18 +33,19 @@ pub fn become_subreaper() -> std::io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true).map_err(Into::into)
 }
 
-/// Reads the pids of the children that may be adopted ones. The kernel hands an orphan to the first
-/// live thread of its subreaper, the main thread, so only that thread's `children` file is read; the
-/// worker threads' files list the (many) children pilot-host spawned itself, and reading them made
-/// each scan cost as much as the number of children (a scan at the end of every run: quadratic). If
-/// the main thread is gone (an embedding that ended it), every thread's file is read.
-fn children() -> Vec<u32> {
+/// Reads the pids of the children that may be adopted ones; says whether every thread's file was
+/// read. The kernel hands an orphan to the first live thread of its subreaper, the main thread, so
+/// only that thread's `children` file is read; the worker threads' files list the (many) children
+/// pilot-host spawned itself, and reading them made each scan cost as much as the number of children
+/// (a scan at the end of every run: quadratic). If the main thread is gone (an embedding that ended
+/// it), every thread's file is read.
+fn children() -> (Vec<u32>, bool) {
     let main = format!("/proc/self/task/{}/children", std::process::id());
-    let mut out = match std::fs::read_to_string(&main) {
-        Ok(text) => parse_pids(&text),
+    let (mut out, all) = match std::fs::read_to_string(&main) {
+        Ok(text) => (parse_pids(&text), false),
         Err(_) => {
             let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-                return Vec::new();
+                return (Vec::new(), true);
             };
             let mut out = Vec::new();
             for task in tasks.flatten() {
@@ -52,12 +53,12 @@ fn children() -> Vec<u32> {
                     out.extend(parse_pids(&text));
                 }
             }
-            out
+            (out, true)
         }
     };
     out.sort_unstable();
     out.dedup();
-    out
+    (out, all)
 }
 
 fn parse_pids(text: &str) -> Vec<u32> {
@@ -66,25 +67,34 @@ fn parse_pids(text: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Runs `f` on the children pilot-host did not spawn, while no spawn is under way (a child being
-/// spawned is not yet known as ours and must not be mistaken for an orphan).
+/// Runs `f` on the children pilot-host did not spawn, while no spawn that the files read can list is
+/// under way (a child being spawned is not yet known as ours and must not be mistaken for an
+/// orphan). Clones made by worker threads never show in the main thread's file, so a scan of it
+/// waits only for the main thread's (a current-thread runtime spawns there).
 fn with_adopted<T>(f: impl FnOnce(Vec<u32>) -> T) -> T {
-    loop {
-        let guard = spawned().lock().unwrap_or_else(|p| p.into_inner());
-        if guard.in_flight > 0 {
-            drop(guard);
-            std::thread::sleep(Duration::from_micros(200));
-            continue;
-        }
-        let adopted: Vec<u32> = children()
-            .into_iter()
-            .filter(|pid| !guard.pids.contains(pid))
-            .collect();
-        // Held while `f` runs, so no spawn starts meanwhile.
-        let out = f(adopted);
+    let mut guard = lock_settled(|s| s.in_flight_main);
+    let (listed, all) = children();
+    if all && guard.in_flight > 0 {
         drop(guard);
-        return out;
+        guard = lock_settled(|s| s.in_flight);
+        return with_listed(guard, children().0, f);
     }
+    with_listed(guard, listed, f)
+}
+
+/// Runs `f` on `children` that are not in `spawned`, holding the lock (no spawn starts meanwhile).
+fn with_listed<T>(
+    spawned: std::sync::MutexGuard<'_, super::spawn::Spawning>,
+    children: Vec<u32>,
+    f: impl FnOnce(Vec<u32>) -> T,
+) -> T {
+    let adopted: Vec<u32> = children
+        .into_iter()
+        .filter(|pid| !spawned.pids.contains(pid))
+        .collect();
+    let out = f(adopted);
+    drop(spawned);
+    out
 }
 
 /// Reaps the adopted children that have ended; returns their pids.

@@ -6,6 +6,7 @@
 //! killed by name.
 
 use std::io::{self, Write as _};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt as _;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -187,13 +188,28 @@ pub async fn stop(
 /// then every process still carrying this run's [`RUN_VAR`].
 ///
 /// The death signal reaches only direct children; grandchildren in their groups, and descendants that
-/// left them (daemons), would be orphaned. The guard is a second, tiny pilot-host (`pilot-host
-/// __guard RUN`) in a group of its own, reading `+PGID` / `-PGID` lines on its stdin; at end of input
-/// it kills the groups still registered, then sweeps `/proc` for the run's marker.
+/// left them (daemons), would be orphaned. The guard is a second, tiny pilot-host in a group of its
+/// own, reading `+PGID` / `-PGID` lines on its stdin; at end of input it kills the groups still
+/// registered, then sweeps `/proc` for the run's marker, unless pilot-host said (`=`) that it ended
+/// cleanly, having stopped everything itself. The command line forks it before any thread exists
+/// ([`Guard::fork`]); a library caller, already threaded, starts `pilot-host __guard RUN`
+/// ([`Guard::start`]).
+///
+/// The guard reads what has arrived, then sleeps [`GUARD_NAP`]: pilot-host's writes do not wake it
+/// (a wake-up per spawn and per exit cost as much as the spawn's own bookkeeping), and it still acts
+/// within that nap of pilot-host's death. The pipe is made large enough for the writes of a nap.
 #[derive(Debug)]
 pub struct Guard {
-    stdin: Mutex<std::process::ChildStdin>,
+    input: Mutex<std::fs::File>,
+    run_id: String,
+    gone: std::sync::atomic::AtomicBool,
 }
+
+/// How long the guard sleeps between two reads of its input.
+const GUARD_NAP: Duration = Duration::from_millis(10);
+
+/// The guard pipe's size: 1 MiB holds about 100 000 `+PGID` lines, far more than a nap's worth.
+const GUARD_PIPE: usize = 1 << 20;
 
 impl Guard {
     /// Starts the guard from `exe` (the pilot-host binary) for run `run_id`.
@@ -206,42 +222,130 @@ impl Guard {
             .process_group(0)
             .spawn()?;
         let stdin = child.stdin.take().expect("stdin is piped");
-        // Never reaped by the orphan reaper: it is ours, and it outlives us on purpose.
+        Self::keep(child.id());
+        std::mem::forget(child);
+        Ok(Guard::new(OwnedFd::from(stdin).into(), run_id))
+    }
+
+    /// Forks the guard for run `run_id` without exec: a copy of this process, so nothing is loaded
+    /// again. Only while this process has one thread (a fork of a threaded process may only exec);
+    /// refused otherwise.
+    pub fn fork(run_id: &str) -> io::Result<Guard> {
+        use nix::unistd::{fork, ForkResult};
+        let threads = std::fs::read_dir("/proc/self/task")?.count();
+        if threads != 1 {
+            return Err(io::Error::other(format!(
+                "cannot fork the guard: {threads} threads run"
+            )));
+        }
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        // SAFETY: this process has a single thread (checked above), so the child may run any code.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                drop(write);
+                let code = guard_child(read, run_id);
+                // SAFETY: _exit ends the copy without running the parent's exit handlers.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                drop(read);
+                Self::keep(child.as_raw() as u32);
+                Ok(Guard::new(write.into(), run_id))
+            }
+        }
+    }
+
+    fn new(input: std::fs::File, run_id: &str) -> Guard {
+        // Best effort: the default 64 KiB holds about 9000 lines.
+        let _ = nix::fcntl::fcntl(
+            &input,
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(GUARD_PIPE as i32),
+        );
+        Guard {
+            input: Mutex::new(input),
+            run_id: run_id.to_string(),
+            gone: Default::default(),
+        }
+    }
+
+    /// Never reaped by the orphan reaper: it is ours, and it outlives us on purpose.
+    fn keep(pid: u32) {
         super::spawn::spawned()
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pids
-            .insert(child.id());
-        std::mem::forget(child);
-        Ok(Guard {
-            stdin: Mutex::new(stdin),
-        })
+            .insert(pid);
     }
 
-    fn send(&self, line: String) {
-        if let Ok(mut stdin) = self.stdin.lock() {
-            if let Err(e) = stdin.write_all(line.as_bytes()) {
-                tracing::warn!("the guard process is gone ({e}); children may be orphaned if pilot-host is killed");
+    /// The run's id, which every child carries in [`RUN_VAR`].
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn send(&self, line: &str) {
+        use std::sync::atomic::Ordering;
+        if let Ok(mut input) = self.input.lock() {
+            if let Err(e) = input.write_all(line.as_bytes()) {
+                if !self.gone.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("the guard process is gone ({e}); children may be orphaned if pilot-host is killed");
+                }
             }
         }
     }
 
     /// Registers a group to kill if pilot-host dies.
     pub fn add(&self, pgid: Pgid) {
-        self.send(format!("+{}\n", pgid.0));
+        self.send(&format!("+{}\n", pgid.0));
     }
 
     /// Forgets a group that is gone.
     pub fn remove(&self, pgid: Pgid) {
-        self.send(format!("-{}\n", pgid.0));
+        self.send(&format!("-{}\n", pgid.0));
+    }
+
+    /// Says that supervision ended cleanly: pilot-host stopped every process and every adopted
+    /// descendant itself, so the guard need not sweep `/proc` for the run's marker when it ends.
+    pub fn ended_cleanly(&self) {
+        self.send("=\n");
     }
 }
 
-/// The guard's main loop: track groups from stdin, kill those left at end of input, then every
-/// process that carries `PILOT_HOST_RUN=run_id`.
+/// The forked guard: `input` becomes its stdin, /dev/null its stdout and stderr, and nothing else of
+/// pilot-host's stays open (a pipe reading pilot-host's output would otherwise wait for the guard).
+fn guard_child(input: OwnedFd, run_id: &str) -> i32 {
+    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return 1;
+    };
+    if nix::unistd::dup2_stdin(&input).is_err()
+        || nix::unistd::dup2_stdout(&null).is_err()
+        || nix::unistd::dup2_stderr(&null).is_err()
+    {
+        return 1;
+    }
+    drop((input, null));
+    // SAFETY: closes every descriptor from 3 up in this single-threaded copy; nothing here uses them
+    // (nix has no wrapper for close_range).
+    unsafe { libc::close_range(3, u32::MAX, 0) };
+    match guard_loop(io::stdin().lock(), run_id) {
+        std::process::ExitCode::SUCCESS => 0,
+        _ => 1,
+    }
+}
+
+/// The guard's main loop, for `pilot-host __guard RUN`.
 pub fn run_guard(run_id: &str) -> std::process::ExitCode {
+    guard_loop(io::stdin().lock(), run_id)
+}
+
+/// Tracks groups from `input`, kills those left at end of input, then (unless told the run ended
+/// cleanly) every process that carries `PILOT_HOST_RUN=run_id`.
+fn guard_loop(mut input: impl io::Read, run_id: &str) -> std::process::ExitCode {
     use nix::sys::signal::{signal, SigHandler};
-    use std::io::BufRead as _;
     for sig in [
         Signal::SIGINT,
         Signal::SIGTERM,
@@ -252,23 +356,42 @@ pub fn run_guard(run_id: &str) -> std::process::ExitCode {
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
     let mut groups = std::collections::BTreeSet::new();
-    for line in io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        let (op, id) = line.split_at(line.len().min(1));
-        match (op, id.parse::<i32>()) {
-            ("+", Ok(id)) if id > 1 => {
-                groups.insert(id);
+    let mut clean = false;
+    let mut pending = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let complete = pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        for line in pending[..complete].split(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(line);
+            let (op, id) = line.split_at(line.len().min(1));
+            match (op, id.parse::<i32>()) {
+                ("+", Ok(id)) if id > 1 => {
+                    groups.insert(id);
+                }
+                ("-", Ok(id)) => {
+                    groups.remove(&id);
+                }
+                ("=", _) => clean = true,
+                _ => {}
             }
-            ("-", Ok(id)) => {
-                groups.remove(&id);
-            }
-            _ => {}
         }
+        pending.drain(..complete);
+        std::thread::sleep(GUARD_NAP);
     }
     for id in groups {
         let _ = Pgid(id).signal(Signal::SIGKILL);
     }
-    if !run_id.is_empty() {
+    if !run_id.is_empty() && !clean {
         // Daemons that left their groups: kill by the run's marker until none is left (they may fork).
         let marker = format!("{RUN_VAR}={run_id}");
         for _ in 0..20 {

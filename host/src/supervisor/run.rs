@@ -178,7 +178,7 @@ impl Run {
             Some(Ok(p)) => Some(p),
             Some(Err(reason)) => return not_spawned(How::CannotStart(reason)),
         };
-        let spawned = match spawn::spawn(&self.program()) {
+        let spawned = match spawn::spawn(&self.program()).await {
             Ok(s) => s,
             Err(e) => {
                 return not_spawned(How::CannotStart(format!(

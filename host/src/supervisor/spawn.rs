@@ -2,31 +2,57 @@
 //!
 //! `fork` copies the page tables of the parent, and pilot-host (wasmtime, a thousand children's
 //! buffers) is not small: measured here, a `pilot-host run` of 100 `/bin/true` took 1.8× a shell loop
-//! and 3.2× at 1000. So the child is made with `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`, as glibc's
-//! `posix_spawn` does: it borrows our memory, the calling thread waits until it has exec'd, and nothing
-//! is copied. `posix_spawn` itself cannot arm PR_SET_PDEATHSIG or set the CPU affinity, hence our own.
+//! and 3.2× at 1000. So the child is made with `clone(CLONE_VM | CLONE_PIDFD)`: it borrows our memory
+//! and nothing is copied. Unlike `vfork` (and glibc's `posix_spawn`), the calling thread does not wait
+//! until the child has exec'd: that wait took 150 µs on an idle machine and 750 µs while other
+//! children started, and it was most of a tokio worker's time when many processes start. The child
+//! reports on a close-on-exec pipe instead: end of file once it exec'd, or the step that failed and its
+//! errno. `posix_spawn` cannot arm PR_SET_PDEATHSIG or set the CPU affinity in any case.
 //!
-//! Between clone and exec the child may only make async-signal-safe system calls on data prepared
-//! before the clone: no allocation, no locks. It resets signal handlers (without CLONE_SIGHAND it has
-//! its own table), joins a new group, arms the death signal, checks its parent is still us, sets the
-//! open-file limit and affinity, wires stdin/stdout/stderr, changes folder, unblocks signals and execs.
-//! A failure is written into memory we share with it, with the step that failed.
+//! Between clone and exec the child runs beside pilot-host's threads in the same memory, on data
+//! prepared before the clone, which stays allocated and unmoved until the child has exec'd or exited:
+//! no allocation, no locks. It shares the calling thread's libc `errno` (its thread pointer is that
+//! thread's), and that thread runs on, so every call that can fail is a raw system call that never
+//! writes `errno`: rustix's, and `execve` in a few lines of assembly (rustix keeps its own `execve` in
+//! a hidden, unstable module). The libc calls left (`sigaction`, `pthread_sigmask`, `_exit`) cannot
+//! fail with the arguments given, and write `errno` only on failure. On other architectures the
+//! clone is a `vfork` (the calling thread waits, so its `errno` is not in use). The child resets
+//! handled signals (without CLONE_SIGHAND it has its own table), joins a new group, arms the death
+//! signal, checks its parent is still us, sets the open-file limit and affinity, wires
+//! stdin/stdout/stderr, changes folder, unblocks signals and execs.
+//!
+//! The child does not copy pilot-host's descriptor table either. A copy costs as much as the table is
+//! long, and closing it again at exec more (each close-on-exec descriptor is flushed and released):
+//! with 4000 descriptors open (a thousand children's pipes and pidfds), 1000 spawns took 442 ms
+//! against 246 ms with none, measured here. So the child shares the table (CLONE_FILES) and its first
+//! system call, `close_range(ABOVE, ~0, CLOSE_RANGE_UNSHARE)`, gives it a table of its own holding only
+//! the descriptors below `ABOVE`: pilot-host's first few, and [`Slots`], low descriptors reserved at
+//! the first spawn, three of which hold this child's stdout, stderr and report pipe ends. The child
+//! then writes `U` on its report pipe, pilot-host puts `/dev/null` back in the slot (its own copies of
+//! the write ends must go, or the pipes never reach end of file) and the slot serves the next spawn.
+//! Before exec the child marks every descriptor but its stdin, stdout and stderr close-on-exec: a
+//! child starts with those three only.
 //!
 //! The pidfd waits for the exit and reaps exactly this child (`waitid(P_PIDFD)`), so nothing else in
 //! pilot-host ever has to call `waitpid(-1)` and steal another child's status.
 
 use std::collections::BTreeSet;
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
-use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{
+    AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, IntoRawFd as _, OwnedFd, RawFd,
+};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use rustix::io::Errno;
 use tokio::io::unix::AsyncFd;
+use tokio::io::AsyncReadExt as _;
 use tokio::net::unix::pipe;
 
 /// What the child is started with; everything is prepared before the clone.
@@ -73,6 +99,9 @@ pub struct Spawning {
     pub pids: BTreeSet<u32>,
     /// Clones under way (their pid is not known yet).
     pub in_flight: usize,
+    /// Those of them made by the main thread: the only ones its `children` file can list, and
+    /// the only ones a scan of that file must wait for.
+    pub in_flight_main: usize,
 }
 
 /// The children pilot-host spawned itself.
@@ -81,18 +110,221 @@ pub fn spawned() -> &'static Mutex<Spawning> {
     SPAWNED.get_or_init(Mutex::default)
 }
 
-fn lock_spawned() -> std::sync::MutexGuard<'static, Spawning> {
+/// Notified whenever the last clone under way, or the last on the main thread, is done.
+fn settled() -> &'static Condvar {
+    static SETTLED: Condvar = Condvar::new();
+    &SETTLED
+}
+
+fn lock_spawned() -> MutexGuard<'static, Spawning> {
     spawned().lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `/dev/null`, opened once, for the children's stdin.
-fn dev_null() -> io::Result<RawFd> {
-    static NULL: OnceLock<OwnedFd> = OnceLock::new();
-    if let Some(fd) = NULL.get() {
-        return Ok(fd.as_raw_fd());
+/// Locks the spawned children once no clone that `busy` counts is under way; no clone starts while
+/// the lock is held.
+pub fn lock_settled(busy: impl Fn(&Spawning) -> usize) -> MutexGuard<'static, Spawning> {
+    let guard = lock_spawned();
+    settled()
+        .wait_while(guard, |s| busy(s) > 0)
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// How many children can be between their clone and the receipt of their pipe ends at once.
+const SLOTS: usize = 32;
+
+/// Low descriptors through which children receive their pipe ends (see the module doc).
+struct Slots {
+    /// `/dev/null`: the children's stdin.
+    null: OwnedFd,
+    slots: Vec<Slot>,
+    /// Above every slot: the child keeps only the descriptors below it.
+    above: RawFd,
+}
+
+/// A socket pair: pilot-host sends a child its pipe ends on `ours`; the child, whose table holds a
+/// copy of `theirs`, receives them.
+struct Slot {
+    theirs: OwnedFd,
+    ours: OwnedFd,
+    /// The lease whose message waits in `theirs` for a child that has not taken it yet; 0: free.
+    /// The child clears it (it shares our memory) once it took its message; pilot-host, if that
+    /// child died first. A lease, not a flag: a spawn whose child is gone must not take the message
+    /// of the spawn that leased the slot after it.
+    lease: AtomicU64,
+}
+
+/// Readies spawning for about `processes` children: makes the slots, and grows the descriptor table
+/// to what that many children need ([`reserve_descriptors`]).
+pub fn prepare(processes: usize) {
+    if let Err(e) = Slots::get() {
+        tracing::debug!("cannot reserve the spawn slots yet: {e}");
+        return;
     }
-    let file = std::fs::File::open("/dev/null")?;
-    Ok(NULL.get_or_init(|| OwnedFd::from(file)).as_raw_fd())
+    reserve_descriptors(processes);
+}
+
+/// Grows the descriptor table once to what `processes` children need (two pipes and a pidfd each,
+/// a file the sampler keeps, a report pipe while they start), within the open-file limit. A table
+/// shared by threads waits for an RCU grace period (`synchronize_rcu`, milliseconds) each time it
+/// grows; measured here, growing it step by step while 100 children started held a worker for most
+/// of 50 ms. The command line calls this while pilot-host has one thread, when growing costs nothing.
+pub fn reserve_descriptors(processes: usize) {
+    let want = (processes * 5 + 256).next_power_of_two();
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    let top = want
+        .min(usize::try_from(limit).unwrap_or(usize::MAX))
+        .saturating_sub(1);
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        // A descriptor at `top`, closed at once: the table keeps its size.
+        if let Ok(fd) =
+            nix::fcntl::fcntl(&null, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(top as RawFd))
+        {
+            // SAFETY: `fd` was just made by F_DUPFD_CLOEXEC and is ours alone.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+}
+
+impl Slots {
+    /// Makes the slots, as low as the descriptors free now allow.
+    fn get() -> io::Result<&'static Slots> {
+        static SLOTS_: OnceLock<Slots> = OnceLock::new();
+        if let Some(slots) = SLOTS_.get() {
+            return Ok(slots);
+        }
+        ensure_stdio();
+        let null = OwnedFd::from(std::fs::File::open("/dev/null")?);
+        let mut above = null.as_raw_fd();
+        let mut slots = Vec::with_capacity(SLOTS);
+        for _ in 0..SLOTS {
+            let (theirs, ours) = rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::SEQPACKET,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )?;
+            above = above.max(theirs.as_raw_fd());
+            slots.push(Slot {
+                theirs,
+                ours,
+                lease: AtomicU64::new(0),
+            });
+        }
+        let slots = Slots {
+            null,
+            slots,
+            above: above + 1,
+        };
+        Ok(SLOTS_.get_or_init(|| slots))
+    }
+
+    /// Takes a free slot. When every slot waits for its child, the children need the CPU more than
+    /// we do: this thread yields it until one is free.
+    async fn lease(&'static self) -> (&'static Slot, u64) {
+        static LEASES: AtomicU64 = AtomicU64::new(1);
+        let lease = LEASES.fetch_add(1, Ordering::Relaxed);
+        let mut tries = 0u32;
+        loop {
+            if let Some(slot) = self.slots.iter().find(|s| {
+                s.lease
+                    .compare_exchange(0, lease, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            }) {
+                return (slot, lease);
+            }
+            tries += 1;
+            if tries > 256 {
+                // Children that do not run (stopped?): stop spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            } else if tries % 4 == 0 {
+                std::thread::yield_now();
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+impl Slot {
+    /// Sends the child's pipe ends.
+    fn send(&self, ends: [&OwnedFd; 3]) -> io::Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let fds = ends.map(|fd| fd.as_fd());
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        rustix::net::sendmsg(
+            &self.ours,
+            &[io::IoSlice::new(b"F")],
+            &mut control,
+            SendFlags::empty(),
+        )?;
+        Ok(())
+    }
+
+    /// Takes back the message of `lease` if no child took it (its child died first, or was never
+    /// made), and frees the slot.
+    fn reclaim(&self, lease: u64) {
+        if self.lease.load(Ordering::Acquire) != lease {
+            return;
+        }
+        // The message's descriptors are closed when the received `OwnedFd`s drop.
+        let _ = receive(self.theirs.as_fd(), rustix::net::RecvFlags::DONTWAIT);
+        self.lease.store(0, Ordering::Release);
+    }
+}
+
+/// Receives a message of three descriptors on `socket`.
+fn receive(socket: BorrowedFd<'_>, flags: rustix::net::RecvFlags) -> Result<[OwnedFd; 3], Errno> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    rustix::net::recvmsg(
+        socket,
+        &mut [io::IoSliceMut::new(&mut byte)],
+        &mut control,
+        flags | RecvFlags::CMSG_CLOEXEC,
+    )?;
+    let mut got: [Option<OwnedFd>; 3] = [None, None, None];
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = message {
+            for (slot, fd) in got.iter_mut().zip(fds) {
+                *slot = Some(fd);
+            }
+        }
+    }
+    match got {
+        [Some(a), Some(b), Some(c)] => Ok([a, b, c]),
+        _ => Err(Errno::BADMSG),
+    }
+}
+
+/// Opens `/dev/null` on any of stdin, stdout and stderr that is closed, so that no pipe or slot of
+/// ours ever takes one of those numbers.
+fn ensure_stdio() {
+    for fd in 0..3 {
+        if nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
+            if let Ok(null) = std::fs::File::open("/dev/null") {
+                let null = OwnedFd::from(null);
+                if null.as_raw_fd() == fd {
+                    std::mem::forget(null);
+                } else {
+                    // SAFETY: `fd` is closed (checked above); it becomes /dev/null and stays open.
+                    let mut target =
+                        std::mem::ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(fd) });
+                    let _ = nix::unistd::dup2(&null, &mut target);
+                }
+            }
+        }
+    }
+}
+
+/// Borrows descriptor 0, 1 or 2 for a query.
+fn unsafe_borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: only used on 0, 1 and 2 for F_GETFD, which has no effect on a closed descriptor.
+    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// The step of the child's set-up that failed.
@@ -100,6 +332,7 @@ fn dev_null() -> io::Result<RawFd> {
 #[repr(u8)]
 enum Step {
     None = 0,
+    Files,
     Group,
     DeathSignal,
     ParentGone,
@@ -114,6 +347,7 @@ impl Step {
     fn from(v: u8) -> Step {
         [
             Step::None,
+            Step::Files,
             Step::Group,
             Step::DeathSignal,
             Step::ParentGone,
@@ -131,6 +365,7 @@ impl Step {
     fn describe(self) -> &'static str {
         match self {
             Step::None => "start",
+            Step::Files => "give it a descriptor table of its own",
             Step::Group => "create its process group",
             Step::DeathSignal => "arm the death signal",
             Step::ParentGone => "start: pilot-host exited while starting it",
@@ -143,18 +378,74 @@ impl Step {
     }
 }
 
-/// What the child reads (and writes on failure); lives on the parent's stack during the clone.
+/// What the child reads, by raw pointers into the [`Launch`] that owns it all.
 struct ChildArgs {
     path: *const libc::c_char,
-    argv: *const *const libc::c_char,
-    envp: *const *const libc::c_char,
+    argv: *const *const u8,
+    envp: *const *const u8,
     cwd: *const libc::c_char,
-    parent: libc::pid_t,
-    stdio: [RawFd; 3],
-    nofile: Option<libc::rlimit>,
-    affinity: Option<libc::cpu_set_t>,
-    failed_step: AtomicU8,
-    errno: AtomicI32,
+    parent: i32,
+    /// `/dev/null`, for stdin.
+    null: RawFd,
+    /// The slot's socket on which the child receives its stdout, stderr and report pipe ends.
+    slot: RawFd,
+    /// The slot's lease, which the child clears once it took them.
+    busy: *const AtomicU64,
+    /// This spawn's lease.
+    lease: u64,
+    /// The child keeps the descriptors below this one only.
+    above: RawFd,
+    /// A failure before the child has its report pipe: the step, then its errno.
+    early: AtomicU64,
+    nofile: Option<rustix::process::Rlimit>,
+    affinity: Option<rustix::thread::CpuSet>,
+}
+
+/// The size of the stack the child runs on until it execs; it makes a few system calls, no more.
+const CHILD_STACK: usize = 32 * 1024;
+
+/// Everything the child uses until it execs, on the heap: it must stay allocated and unmoved until
+/// the child has exec'd or exited, which the report pipe tells, long after the clone returned.
+struct Launch {
+    args: ChildArgs,
+    stack: Vec<MaybeUninit<u8>>,
+    // Owners of what `args` points into.
+    _path: CString,
+    _argv_c: Vec<CString>,
+    _env_c: Vec<CString>,
+    _cwd: CString,
+    _argv: Vec<*const u8>,
+    _envp: Vec<*const u8>,
+}
+
+// SAFETY: the raw pointers in a `Launch` point into the `Launch` itself (its own heap-allocated
+// strings and arrays), never into anything another thread owns.
+unsafe impl Send for Launch {}
+
+/// Keeps a [`Launch`] until the child is known to be done with it; if dropped before (the spawn's
+/// future cancelled), it leaks the launch rather than free memory a child may still be reading.
+struct InFlight(Option<Box<Launch>>);
+
+impl InFlight {
+    /// A failure the child recorded before it had its report pipe (0: none).
+    fn early(&self) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(0, |l| l.args.early.load(Ordering::Acquire))
+    }
+
+    /// The child has exec'd or exited: the memory is ours again.
+    fn release(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(launch) = self.0.take() {
+            Box::leak(launch);
+        }
+    }
 }
 
 fn c_string(bytes: &[u8], what: &str) -> io::Result<CString> {
@@ -174,81 +465,134 @@ fn env_entry(key: &OsStr, value: &OsStr) -> io::Result<CString> {
     c_string(&bytes, "an environment variable")
 }
 
-fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
-    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it (CPU_SET ignores CPUs
-    // beyond the set's size).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        for &cpu in cpus {
-            libc::CPU_SET(cpu, &mut set);
+fn cpu_set(cpus: &[usize]) -> rustix::thread::CpuSet {
+    let mut set = rustix::thread::CpuSet::new();
+    for &cpu in cpus
+        .iter()
+        .filter(|&&c| c < rustix::thread::CpuSet::MAX_CPU)
+    {
+        set.set(cpu);
+    }
+    set
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const u8> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr().cast::<u8>())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+impl Launch {
+    /// Prepares everything the child of `program` needs; the descriptors are filled in later.
+    fn new(program: &Program) -> io::Result<Box<Launch>> {
+        let path = c_string(program.executable.as_os_str().as_bytes(), "the path")?;
+        let mut argv_c = Vec::with_capacity(program.args.len() + 1);
+        argv_c.push(path.clone());
+        for arg in &program.args {
+            argv_c.push(c_string(arg.as_bytes(), "an argument")?);
         }
-        set
+        let env_c = program
+            .env
+            .iter()
+            .map(|(k, v)| env_entry(k, v))
+            .collect::<io::Result<Vec<_>>>()?;
+        let cwd = c_string(
+            program.working_directory.as_os_str().as_bytes(),
+            "the working directory",
+        )?;
+        let argv = null_terminated(&argv_c);
+        let envp = null_terminated(&env_c);
+        Ok(Box::new(Launch {
+            args: ChildArgs {
+                path: path.as_ptr(),
+                argv: argv.as_ptr(),
+                envp: envp.as_ptr(),
+                cwd: cwd.as_ptr(),
+                parent: nix::unistd::getpid().as_raw(),
+                null: -1,
+                slot: -1,
+                busy: std::ptr::null(),
+                lease: 0,
+                above: -1,
+                early: AtomicU64::new(0),
+                nofile: program.nofile.map(|(cur, max)| rustix::process::Rlimit {
+                    current: (cur != libc::RLIM_INFINITY).then_some(cur),
+                    maximum: (max != libc::RLIM_INFINITY).then_some(max),
+                }),
+                affinity: program.affinity.as_deref().map(cpu_set),
+            },
+            stack: Vec::with_capacity(CHILD_STACK),
+            _path: path,
+            _argv_c: argv_c,
+            _env_c: env_c,
+            _cwd: cwd,
+            _argv: argv,
+            _envp: envp,
+        }))
     }
 }
 
-/// Spawns `program` as the leader of a new process group, with PR_SET_PDEATHSIG armed.
+/// Spawns `program` as the leader of a new process group, with PR_SET_PDEATHSIG armed; returns once
+/// it has exec'd (or failed to, with the step that failed).
 ///
 /// Call it from a thread that lives as long as pilot-host (a tokio worker): the death signal fires when
 /// the *thread* that created the child exits.
-pub fn spawn(program: &Program) -> io::Result<Spawned> {
-    let path = c_string(program.executable.as_os_str().as_bytes(), "the path")?;
-    let mut argv_c = Vec::with_capacity(program.args.len() + 1);
-    argv_c.push(path.clone());
-    for arg in &program.args {
-        argv_c.push(c_string(arg.as_bytes(), "an argument")?);
+pub async fn spawn(program: &Program) -> io::Result<Spawned> {
+    let mut launch = Launch::new(program)?;
+    let slots = Slots::get()?;
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    let (out_r, out_w) = nix::unistd::pipe2(cloexec)?;
+    let (err_r, err_w) = nix::unistd::pipe2(cloexec)?;
+    let (report_r, report_w) = nix::unistd::pipe2(cloexec)?;
+    let (slot, lease) = slots.lease().await;
+    let sent = slot.send([&out_w, &err_w, &report_w]);
+    // Only the message holds the write ends now (or nothing, if sending failed).
+    drop((out_w, err_w, report_w));
+    if let Err(e) = sent {
+        slot.lease.store(0, Ordering::Release);
+        return Err(e);
     }
-    let env_c = program
-        .env
-        .iter()
-        .map(|(k, v)| env_entry(k, v))
-        .collect::<io::Result<Vec<_>>>()?;
-    let cwd = c_string(
-        program.working_directory.as_os_str().as_bytes(),
-        "the working directory",
-    )?;
-    let argv: Vec<*const libc::c_char> = argv_c
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp: Vec<*const libc::c_char> = env_c
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let args = ChildArgs {
-        path: path.as_ptr(),
-        argv: argv.as_ptr(),
-        envp: envp.as_ptr(),
-        cwd: cwd.as_ptr(),
-        parent: nix::unistd::getpid().as_raw(),
-        stdio: [dev_null()?, out_w.as_raw_fd(), err_w.as_raw_fd()],
-        nofile: program.nofile.map(|(cur, max)| libc::rlimit {
-            rlim_cur: cur,
-            rlim_max: max,
-        }),
-        affinity: program.affinity.as_deref().map(cpu_set),
-        failed_step: AtomicU8::new(Step::None as u8),
-        errno: AtomicI32::new(0),
+    launch.args.null = slots.null.as_raw_fd();
+    launch.args.slot = slot.theirs.as_raw_fd();
+    launch.args.busy = &slot.lease;
+    launch.args.lease = lease;
+    launch.args.above = slots.above;
+    let (pid, pidfd, launch) = match clone_child(launch) {
+        Ok(cloned) => cloned,
+        Err(e) => {
+            slot.reclaim(lease);
+            return Err(e);
+        }
     };
-    let (pid, pidfd) = clone_child(&args)?;
-    drop((out_w, err_w));
     // SAFETY: the pidfd is an `OwnedFd` that stays open and unchanged until the `AsyncFd` drops it.
     let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }?;
-    let child = Child {
+    let mut child = Child {
         pid,
         pidfd,
         status: None,
     };
-    let step = Step::from(args.failed_step.load(Ordering::SeqCst));
-    if step != Step::None {
-        let errno = args.errno.load(Ordering::SeqCst);
-        let mut child = child;
-        // The child has exited already (it reported, then called _exit): reap it now.
-        let _ = child.reap_blocking();
+    let mut report = pipe::Receiver::from_owned_fd(report_r)?;
+    // End of file once the child exec'd, or its failure; if it dies before it took its pipe ends,
+    // the report pipe stays open in the slot's message: its exit tells, and the message is taken back.
+    // An error leaves the child's use of the launch unknown: it is leaked, not freed.
+    let failure = tokio::select! {
+        biased;
+        failure = read_failure(&mut report) => failure?,
+        _ = child.exited() => {
+            slot.reclaim(lease);
+            read_failure(&mut report).await?
+        }
+    };
+    let failure = failure.or_else(|| {
+        let early = launch.early();
+        (early != 0).then(|| (Step::from(early as u8), (early >> 32) as i32))
+    });
+    launch.release();
+    if let Some((step, errno)) = failure {
+        // The child exits right after its report: reap it.
+        let _ = child.wait().await;
         let cause = io::Error::from_raw_os_error(errno);
         let message = if step == Step::ParentGone {
             format!("cannot {}", step.describe())
@@ -264,28 +608,51 @@ pub fn spawn(program: &Program) -> io::Result<Spawned> {
     })
 }
 
-/// The size of the stack the child runs on until it execs.
-const CHILD_STACK: usize = 64 * 1024;
+/// Reads the rest of the child's report: end of file once it exec'd (or died before it could say),
+/// or the step that failed and its errno.
+async fn read_failure(pipe: &mut pipe::Receiver) -> io::Result<Option<(Step, i32)>> {
+    let mut buf = [0u8; 8];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match pipe.read(&mut buf[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    if filled < buf.len() {
+        return Ok(None);
+    }
+    let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    Ok(Some((Step::from(buf[0]), errno)))
+}
 
-/// Clones the child with all signals blocked in this thread, and records its pid as spawned.
-fn clone_child(args: &ChildArgs) -> io::Result<(u32, OwnedFd)> {
-    let mut stack = vec![0u8; CHILD_STACK];
+/// Clones the child with all signals blocked in this thread, and records its pid as spawned; returns
+/// at once, the child running on beside us.
+fn clone_child(mut launch: Box<Launch>) -> io::Result<(u32, OwnedFd, InFlight)> {
+    let stack = launch.stack.spare_capacity_mut();
     // The stack grows down: hand over its 16-byte aligned top.
-    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let args: *const ChildArgs = &launch.args;
     let mut pidfd: libc::c_int = -1;
-    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
-    lock_spawned().in_flight += 1;
+    let flags =
+        libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_PIDFD | libc::SIGCHLD | WAIT_FOR_EXEC;
+    let on_main = nix::unistd::gettid() == nix::unistd::getpid();
+    {
+        let mut spawned = lock_spawned();
+        spawned.in_flight += 1;
+        spawned.in_flight_main += usize::from(on_main);
+    }
     let mut all = nix::sys::signal::SigSet::all();
     let old = all.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_SETMASK);
-    // SAFETY: `child_main` only reads `args` (alive on our stack: this thread is suspended until the
-    // child execs or exits, CLONE_VFORK) and makes async-signal-safe calls; the stack is ours and
-    // outlives the child's use of it for the same reason; the kernel writes the pidfd into `pidfd`.
+    // SAFETY: `child_main` only reads `args` and uses the stack, both in the boxed launch, which is
+    // neither moved nor freed until the child has exec'd or exited (`InFlight`); it makes raw system
+    // calls only. The kernel writes the pidfd into `pidfd`.
     let pid = unsafe {
         libc::clone(
             child_main,
             top as *mut libc::c_void,
             flags,
-            args as *const ChildArgs as *mut libc::c_void,
+            args as *mut libc::c_void,
             &mut pidfd as *mut libc::c_int,
         )
     };
@@ -298,72 +665,225 @@ fn clone_child(args: &ChildArgs) -> io::Result<(u32, OwnedFd)> {
     }
     let mut spawned = lock_spawned();
     spawned.in_flight -= 1;
+    spawned.in_flight_main -= usize::from(on_main);
+    if spawned.in_flight == 0 || (on_main && spawned.in_flight_main == 0) {
+        settled().notify_all();
+    }
     if pid <= 0 {
+        // No child: the launch is ours to free.
         return Err(clone_error);
     }
     spawned.pids.insert(pid as u32);
     drop(spawned);
-    drop(stack);
     // SAFETY: CLONE_PIDFD made `pidfd` a new descriptor (close-on-exec) that nothing else owns.
-    Ok((pid as u32, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok((pid as u32, pidfd, InFlight(Some(launch))))
 }
 
-/// The child between clone and exec: async-signal-safe system calls only.
+/// Whether the calling thread must wait while the child runs (no raw `execve` here: see above).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const WAIT_FOR_EXEC: libc::c_int = 0;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const WAIT_FOR_EXEC: libc::c_int = libc::CLONE_VFORK;
+
+/// A system call with up to three arguments that never writes `errno`: `Err` holds the error.
+///
+/// # Safety
+///
+/// As for the system call `number` with these arguments.
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw_syscall(number: libc::c_long, a: usize, b: usize, c: usize) -> Result<usize, Errno> {
+    let ret: isize;
+    // SAFETY: the Linux x86_64 system call convention: number in rax, arguments in rdi, rsi, rdx;
+    // the kernel clobbers rcx and r11 and returns -errno in rax.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") number as isize => ret,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    syscall_result(ret)
+}
+
+/// A system call with up to three arguments that never writes `errno`: `Err` holds the error.
+///
+/// # Safety
+///
+/// As for the system call `number` with these arguments.
+#[cfg(target_arch = "aarch64")]
+unsafe fn raw_syscall(number: libc::c_long, a: usize, b: usize, c: usize) -> Result<usize, Errno> {
+    let ret: isize;
+    // SAFETY: the Linux aarch64 system call convention: number in x8, arguments in x0 to x2, -errno
+    // back in x0.
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            in("x8") number,
+            inlateout("x0") a as isize => ret,
+            in("x1") b,
+            in("x2") c,
+            options(nostack),
+        );
+    }
+    syscall_result(ret)
+}
+
+/// A system call through libc (the calling thread waits in `vfork`, so writing its `errno` is
+/// harmless).
+///
+/// # Safety
+///
+/// As for the system call `number` with these arguments.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn raw_syscall(number: libc::c_long, a: usize, b: usize, c: usize) -> Result<usize, Errno> {
+    // SAFETY: as the caller promises.
+    let ret = unsafe { libc::syscall(number, a, b, c) };
+    if ret < 0 {
+        Err(Errno::from_raw_os_error(nix::errno::Errno::last_raw()))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn syscall_result(ret: isize) -> Result<usize, Errno> {
+    if (-4095..0).contains(&ret) {
+        Err(Errno::from_raw_os_error(-ret as i32))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Reports the failed `step` on the report pipe (or, before the child has it, in `early`) and exits.
+fn fail(a: &ChildArgs, report: Option<RawFd>, step: Step, errno: Errno) -> ! {
+    match report {
+        Some(report) => {
+            let mut bytes = [0u8; 8];
+            bytes[0] = step as u8;
+            bytes[4..].copy_from_slice(&errno.raw_os_error().to_ne_bytes());
+            // SAFETY: the report pipe's write end stays open in the child until exec or exit.
+            let fd = unsafe { BorrowedFd::borrow_raw(report) };
+            let _ = rustix::io::write(fd, &bytes);
+        }
+        None => a.early.store(
+            u64::from(step as u8) | (u64::from(errno.raw_os_error() as u32) << 32),
+            Ordering::Release,
+        ),
+    }
+    // SAFETY: _exit is async-signal-safe, never fails and never returns.
+    unsafe { libc::_exit(127) }
+}
+
+/// The child between clone and exec: raw system calls only, on data prepared before the clone.
 extern "C" fn child_main(raw: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `raw` is the `ChildArgs` of `clone_child`, alive until we exec or exit.
     let a = unsafe { &*(raw as *const ChildArgs) };
-    let fail = |step: Step| -> libc::c_int {
-        a.errno
-            .store(nix::errno::Errno::last_raw(), Ordering::SeqCst);
-        a.failed_step.store(step as u8, Ordering::SeqCst);
-        // SAFETY: _exit is async-signal-safe and never returns.
-        unsafe { libc::_exit(127) }
+    // First a descriptor table of our own, with only what lies below the slots; until then every
+    // descriptor change would be pilot-host's too.
+    // SAFETY: close_range closes nothing of pilot-host's with CLOSE_RANGE_UNSHARE: it copies the
+    // table first. Unsharing the table of this single-threaded child affects no one else.
+    let own = unsafe {
+        raw_syscall(
+            libc::SYS_close_range,
+            a.above as usize,
+            u32::MAX as usize,
+            libc::CLOSE_RANGE_UNSHARE as usize,
+        )
+    }
+    .or_else(|_| {
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) }.map(|()| 0)
+    });
+    if let Err(e) = own {
+        fail(a, None, Step::Files, e);
+    }
+    // SAFETY: the slot's socket lies below `above`, so it is in the table just made.
+    let received = receive(
+        unsafe { BorrowedFd::borrow_raw(a.slot) },
+        rustix::net::RecvFlags::empty(),
+    );
+    // SAFETY: `busy` is the slot's lease, in pilot-host's memory, which we share.
+    let _ = unsafe { &*a.busy }.compare_exchange(a.lease, 0, Ordering::Release, Ordering::Relaxed);
+    let [out, err, report] = match received {
+        Ok(fds) => fds.map(|fd| fd.into_raw_fd()),
+        Err(e) => fail(a, None, Step::Files, e),
     };
+    let report = Some(report);
     reset_signals();
-    if nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0)).is_err() {
-        return fail(Step::Group);
+    if let Err(e) = rustix::process::setpgid(None, None) {
+        fail(a, report, Step::Group, e);
     }
-    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err() {
-        return fail(Step::DeathSignal);
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+    {
+        fail(a, report, Step::DeathSignal, e);
     }
-    if nix::unistd::getppid().as_raw() != a.parent {
-        return fail(Step::ParentGone);
+    if rustix::process::getppid()
+        .map(rustix::process::Pid::as_raw_nonzero)
+        .map(std::num::NonZeroI32::get)
+        != Some(a.parent)
+    {
+        fail(a, report, Step::ParentGone, Errno::SRCH);
     }
-    // SAFETY (this block): each call takes pointers to data prepared before the clone and alive
-    // until exec; all are async-signal-safe system calls.
-    unsafe {
-        if let Some(limit) = &a.nofile {
-            if libc::setrlimit(libc::RLIMIT_NOFILE, limit) != 0 {
-                return fail(Step::Limit);
-            }
+    if let Some(limit) = &a.nofile {
+        if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::Nofile, *limit) {
+            fail(a, report, Step::Limit, e);
         }
-        if let Some(set) = &a.affinity {
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) != 0 {
-                return fail(Step::Affinity);
-            }
-        }
-        for (target, &fd) in a.stdio.iter().enumerate() {
-            let target = target as RawFd;
-            let ok = if fd == target {
-                // dup2 onto itself would keep close-on-exec set.
-                libc::fcntl(fd, libc::F_SETFD, 0) == 0
-            } else {
-                libc::dup2(fd, target) == target
-            };
-            if !ok {
-                return fail(Step::Stdio);
-            }
-        }
-        if libc::chdir(a.cwd) != 0 {
-            return fail(Step::Folder);
-        }
-        let none = nix::sys::signal::SigSet::empty();
-        if none.thread_set_mask().is_err() {
-            return fail(Step::Exec);
-        }
-        libc::execve(a.path, a.argv, a.envp);
     }
-    fail(Step::Exec)
+    if let Some(set) = &a.affinity {
+        if let Err(e) = rustix::thread::sched_setaffinity(None, set) {
+            fail(a, report, Step::Affinity, e);
+        }
+    }
+    for (target, fd) in [a.null, out, err].into_iter().enumerate() {
+        // SAFETY: `fd` is open in our table (received, or /dev/null below `above`); the target, 0, 1
+        // or 2, is replaced, never closed by us (ManuallyDrop). None of them is 0, 1 or 2: those
+        // are open (ensure_stdio), and descriptors are given lowest first.
+        let wired = unsafe {
+            let mut to = std::mem::ManuallyDrop::new(OwnedFd::from_raw_fd(target as RawFd));
+            rustix::io::dup2(BorrowedFd::borrow_raw(fd), &mut to)
+        };
+        if let Err(e) = wired {
+            fail(a, report, Step::Stdio, e);
+        }
+    }
+    // Nothing but stdin, stdout and stderr crosses the exec (the report pipe, close-on-exec already,
+    // stays open until then).
+    // SAFETY: marks descriptors of our own table close-on-exec; nothing is closed now.
+    if let Err(e) = unsafe {
+        raw_syscall(
+            libc::SYS_close_range,
+            3,
+            u32::MAX as usize,
+            libc::CLOSE_RANGE_CLOEXEC as usize,
+        )
+    } {
+        fail(a, report, Step::Files, e);
+    }
+    // SAFETY: `cwd` is a NUL-terminated string of the launch, alive until exec.
+    let cwd = unsafe { CStr::from_ptr(a.cwd) };
+    if let Err(e) = rustix::process::chdir(cwd) {
+        fail(a, report, Step::Folder, e);
+    }
+    // Every signal unblocked right before exec, as a new program expects; the handlers that could
+    // run meanwhile were reset to their defaults above. Setting an empty mask cannot fail.
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+    // SAFETY: `path`, `argv` and `envp` are the launch's NUL-terminated string and NULL-terminated
+    // arrays, alive until exec.
+    let e = unsafe {
+        raw_syscall(
+            libc::SYS_execve,
+            a.path as usize,
+            a.argv as usize,
+            a.envp as usize,
+        )
+    };
+    fail(a, report, Step::Exec, e.err().unwrap_or(Errno::NOEXEC))
 }
 
 /// Resets every handled signal to its default (the handlers are pilot-host's, and must never run in
@@ -376,12 +896,13 @@ fn reset_signals() {
         if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
             continue;
         }
-        // SAFETY: setting SIG_DFL installs no handler; reading the old action has no preconditions.
+        // SAFETY: setting SIG_DFL installs no handler, and cannot fail for a standard signal other
+        // than SIGKILL and SIGSTOP (so `errno` is not written).
         let Ok(old) = (unsafe { sigaction(signal, &default) }) else {
             continue;
         };
         if matches!(old.handler(), SigHandler::SigIgn) && signal != Signal::SIGPIPE {
-            // SAFETY: restores SIG_IGN, which installs no handler.
+            // SAFETY: restores SIG_IGN, which installs no handler and cannot fail either.
             let _ = unsafe { sigaction(signal, &old) };
         }
     }
@@ -417,11 +938,9 @@ impl Child {
         self.status
     }
 
-    fn reap_blocking(&mut self) -> io::Result<ExitStatus> {
-        let fd = self.pidfd.get_ref().as_fd();
-        let status = exit_status(waitid(Id::PIDFd(fd), WaitPidFlag::WEXITED)?);
-        self.reaped(status);
-        Ok(status)
+    /// Waits until the child has exited, without reaping it. Cancel-safe.
+    async fn exited(&self) {
+        let _ = self.pidfd.readable().await;
     }
 
     /// Waits until the child exits and reaps it. Cancel-safe.
@@ -477,6 +996,7 @@ mod tests {
             "/bin/sh",
             &["-c", "echo $$ $(ps -o pgid= $$); exit 7"],
         ))
+        .await
         .expect("spawn sh");
         let pid = s.child.id();
         let status = s.child.wait().await.unwrap();
@@ -492,12 +1012,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_or_folder_is_reported_with_its_step() {
-        let err = spawn(&program("/nonexistent/program", &[])).unwrap_err();
+        let err = spawn(&program("/nonexistent/program", &[]))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
         assert!(err.to_string().starts_with("cannot execute it"), "{err}");
         let mut p = program("/bin/true", &[]);
         p.working_directory = "/nonexistent-folder".into();
-        let err = spawn(&p).unwrap_err();
+        let err = spawn(&p).await.unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("cannot change to its working directory"),
@@ -511,6 +1033,7 @@ mod tests {
             "/bin/sh",
             &["-c", "grep -E '^(SigIgn|SigBlk)' /proc/self/status; env"],
         ))
+        .await
         .unwrap();
         s.child.wait().await.unwrap();
         let mut out = String::new();
@@ -526,5 +1049,98 @@ mod tests {
         let mask = u64::from_str_radix(ign, 16).unwrap();
         assert_eq!(mask & (1 << 12), 0, "SIGPIPE ignored: {out}");
         assert!(out.contains("PATH=/usr/bin:/bin"), "{out}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_children_at_once_each_get_their_own_pipes() {
+        // More spawns at once than there are slots: each child must get its own pipe ends.
+        let n = SLOTS * 3;
+        let spawns = (0..n).map(|i| {
+            tokio::spawn(async move {
+                let mut s = spawn(&program(
+                    "/bin/sh",
+                    &["-c", &format!("echo out{i}; echo err{i} >&2")],
+                ))
+                .await
+                .expect("spawn");
+                let (mut out, mut err) = (String::new(), String::new());
+                tokio::io::AsyncReadExt::read_to_string(&mut s.stdout, &mut out)
+                    .await
+                    .unwrap();
+                tokio::io::AsyncReadExt::read_to_string(&mut s.stderr, &mut err)
+                    .await
+                    .unwrap();
+                assert!(s.child.wait().await.unwrap().success());
+                (i, out, err)
+            })
+        });
+        for spawned in futures_util::future::join_all(spawns).await {
+            let (i, out, err) = spawned.unwrap();
+            assert_eq!(
+                (out.as_str(), err.as_str()),
+                (format!("out{i}\n").as_str(), format!("err{i}\n").as_str())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_child_gets_stdin_stdout_and_stderr_and_nothing_else_of_ours() {
+        // A descriptor pilot-host would pass on (not close-on-exec) stays ours.
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let stray = nix::unistd::dup(&file).unwrap();
+        nix::fcntl::fcntl(
+            &stray,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .unwrap();
+        let mut s = spawn(&program("/bin/sh", &["-c", "ls /proc/$$/fd"]))
+            .await
+            .unwrap();
+        s.child.wait().await.unwrap();
+        let mut out = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut s.stdout, &mut out)
+            .await
+            .unwrap();
+        let fds: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(
+            fds,
+            ["0", "1", "2"],
+            "stray descriptor {}",
+            stray.as_raw_fd()
+        );
+    }
+
+    #[test]
+    fn a_message_no_child_took_is_reclaimed_by_its_lease_only() {
+        let slots = Slots::get().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (slot, lease) = rt.block_on(slots.lease());
+        let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        slot.send([&report_w, &report_w, &report_w]).unwrap();
+        drop(report_w);
+        let eof = |fd: &OwnedFd| {
+            let mut b = [0u8; 1];
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )
+            .unwrap();
+            matches!(nix::unistd::read(fd, &mut b), Ok(0))
+        };
+        // Another spawn's lease (one that leased the slot earlier and whose child is gone) must not
+        // take this spawn's message.
+        slot.reclaim(lease.wrapping_add(1));
+        assert!(!eof(&report_r), "the message was taken by the wrong lease");
+        assert_eq!(slot.lease.load(Ordering::Acquire), lease);
+        slot.reclaim(lease);
+        assert!(eof(&report_r), "the message's descriptors were not closed");
+        assert_eq!(
+            slot.lease.load(Ordering::Acquire),
+            0,
+            "the slot is free again"
+        );
     }
 }
