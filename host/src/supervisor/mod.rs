@@ -251,7 +251,11 @@ async fn reap_adopted() {
         return;
     };
     while sigchld.recv().await.is_some() {
-        let _ = tokio::task::spawn_blocking(orphans::reap).await;
+        // Most SIGCHLDs are for children pilot-host spawned, which their runs reap through pidfds:
+        // a quick look (see `orphans::any_adopted`) decides whether a blocking thread is needed.
+        if orphans::any_adopted() {
+            let _ = tokio::task::spawn_blocking(orphans::reap).await;
+        }
     }
 }
 

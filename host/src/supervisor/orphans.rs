@@ -113,6 +113,16 @@ pub fn reap() -> Vec<u32> {
     })
 }
 
+/// Returns whether pilot-host has any child it did not spawn (alive or not yet reaped).
+///
+/// Cheap enough for an async task: one read of the main thread's `children` file, a few bytes per
+/// child. Its wait for spawns under way never waits in pilot-host's multi-threaded runtime (tasks
+/// spawn from worker threads, whose children that file does not list), nor in a current-thread
+/// runtime (the spawn on this same thread is over before anything else runs on it).
+pub fn any_adopted() -> bool {
+    with_adopted(|adopted| !adopted.is_empty())
+}
+
 /// Lists the live adopted children, with where they came from.
 pub fn scan() -> Vec<Orphan> {
     with_adopted(|adopted| adopted.into_iter().filter_map(describe).collect())

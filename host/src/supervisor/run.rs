@@ -336,6 +336,13 @@ impl Run {
 
     /// Stops the descendants of this process that left its group and were adopted by pilot-host.
     async fn sweep_orphans(&self) {
+        // A quick look first, here: it reads the main thread's short list of children, in
+        // microseconds, and waits for nothing (see `orphans::any_adopted`). A blocking thread
+        // describes the adopted only when there are some; handing every run's end to one cost
+        // 50 to 100 µs of each restart.
+        if !orphans::any_adopted() {
+            return;
+        }
         let name = self.spec.name.clone();
         let mine: Vec<orphans::Orphan> = tokio::task::spawn_blocking(move || {
             orphans::scan()
