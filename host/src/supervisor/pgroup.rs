@@ -331,20 +331,20 @@ fn guard_child(input: OwnedFd, run_id: &str) -> i32 {
     // SAFETY: closes every descriptor from 3 up in this single-threaded copy; nothing here uses them
     // (nix has no wrapper for close_range).
     unsafe { libc::close_range(3, u32::MAX, 0) };
-    match guard_loop(io::stdin().lock(), run_id) {
-        std::process::ExitCode::SUCCESS => 0,
-        _ => 1,
-    }
+    ignore_stop_signals();
+    guard_loop(io::stdin().lock(), run_id);
+    0
 }
 
 /// The guard's main loop, for `pilot-host __guard RUN`.
 pub fn run_guard(run_id: &str) -> std::process::ExitCode {
-    guard_loop(io::stdin().lock(), run_id)
+    ignore_stop_signals();
+    guard_loop(io::stdin().lock(), run_id);
+    std::process::ExitCode::SUCCESS
 }
 
-/// Tracks groups from `input`, kills those left at end of input, then (unless told the run ended
-/// cleanly) every process that carries `PILOT_HOST_RUN=run_id`.
-fn guard_loop(mut input: impl io::Read, run_id: &str) -> std::process::ExitCode {
+/// The guard must survive a Ctrl-C or a SIGTERM meant for pilot-host, and its input's end.
+fn ignore_stop_signals() {
     use nix::sys::signal::{signal, SigHandler};
     for sig in [
         Signal::SIGINT,
@@ -352,41 +352,40 @@ fn guard_loop(mut input: impl io::Read, run_id: &str) -> std::process::ExitCode 
         Signal::SIGHUP,
         Signal::SIGPIPE,
     ] {
-        // SAFETY: SIG_IGN installs no handler; the guard must survive a Ctrl-C meant for pilot-host.
+        // SAFETY: SIG_IGN installs no handler.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
+}
+
+/// Tracks groups from `input`, kills those left at end of input, then (unless told the run ended
+/// cleanly) every process that carries `PILOT_HOST_RUN=run_id`.
+fn guard_loop(input: impl io::Read, run_id: &str) {
+    use std::io::BufRead as _;
+    let mut input = io::BufReader::with_capacity(64 * 1024, input);
     let mut groups = std::collections::BTreeSet::new();
     let mut clean = false;
-    let mut pending = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut line = String::new();
     loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        let complete = pending
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        for line in pending[..complete].split(|&b| b == b'\n') {
-            let line = String::from_utf8_lossy(line);
-            let (op, id) = line.split_at(line.len().min(1));
-            match (op, id.parse::<i32>()) {
-                ("+", Ok(id)) if id > 1 => {
-                    groups.insert(id);
-                }
-                ("-", Ok(id)) => {
-                    groups.remove(&id);
-                }
-                ("=", _) => clean = true,
-                _ => {}
-            }
+        line.clear();
+        if !matches!(input.read_line(&mut line), Ok(n) if n > 0) {
+            break;
         }
-        pending.drain(..complete);
-        std::thread::sleep(GUARD_NAP);
+        let line = line.trim_end();
+        let (op, id) = line.split_at(line.len().min(1));
+        match (op, id.parse::<i32>()) {
+            ("+", Ok(id)) if id > 1 => {
+                groups.insert(id);
+            }
+            ("-", Ok(id)) => {
+                groups.remove(&id);
+            }
+            ("=", _) => clean = true,
+            _ => {}
+        }
+        if input.buffer().is_empty() {
+            // All that arrived is read: let more gather rather than be woken by each line.
+            std::thread::sleep(GUARD_NAP);
+        }
     }
     for id in groups {
         let _ = Pgid(id).signal(Signal::SIGKILL);
@@ -405,7 +404,6 @@ fn guard_loop(mut input: impl io::Read, run_id: &str) -> std::process::ExitCode 
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    std::process::ExitCode::SUCCESS
 }
 
 /// Returns the live processes whose environment holds `marker` (`KEY=VALUE`), except this one.
@@ -439,4 +437,49 @@ pub fn environ_value(pid: u32, key: &str) -> Option<String> {
         let rest = entry.strip_prefix(key.as_bytes())?.strip_prefix(b"=")?;
         Some(String::from_utf8_lossy(rest).into_owned())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    /// A `sleep` carrying `run`'s marker, in a group of its own.
+    fn marked_sleep(run: &str) -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("30")
+            .env(RUN_VAR, run)
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    fn alive(child: &mut std::process::Child) -> bool {
+        child.try_wait().unwrap().is_none()
+    }
+
+    #[test]
+    fn the_guard_sweeps_the_runs_marker_unless_told_the_run_ended_cleanly() {
+        let run = format!("guard-test-{:016x}", fastrand::u64(..));
+        let mut sleep = marked_sleep(&run);
+        guard_loop(&b"=\n"[..], &run);
+        assert!(alive(&mut sleep), "swept after a clean end");
+        guard_loop(&b""[..], &run);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(&mut sleep) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!alive(&mut sleep), "not swept after pilot-host died");
+    }
+
+    #[test]
+    fn the_guard_kills_the_groups_still_registered_and_only_those() {
+        let (mut kept, mut forgotten) = (marked_sleep("a"), marked_sleep("b"));
+        let input = format!("+{}\n+{}\n-{}\n", kept.id(), forgotten.id(), forgotten.id());
+        guard_loop(input.as_bytes(), "");
+        assert!(kept.wait().unwrap().signal() == Some(libc::SIGKILL));
+        assert!(alive(&mut forgotten), "a forgotten group was killed");
+        forgotten.kill().unwrap();
+        forgotten.wait().unwrap();
+    }
 }

@@ -5,33 +5,36 @@
 //! and 3.2× at 1000. So the child is made with `clone(CLONE_VM | CLONE_PIDFD)`: it borrows our memory
 //! and nothing is copied. Unlike `vfork` (and glibc's `posix_spawn`), the calling thread does not wait
 //! until the child has exec'd: that wait took 150 µs on an idle machine and 750 µs while other
-//! children started, and it was most of a tokio worker's time when many processes start. The child
-//! reports on a close-on-exec pipe instead: end of file once it exec'd, or the step that failed and its
-//! errno. `posix_spawn` cannot arm PR_SET_PDEATHSIG or set the CPU affinity in any case.
+//! children started, and it was most of a tokio worker's time when many processes start. The child's
+//! exec (or exit) closes its end of a close-on-exec pipe, the exec pipe; a step that failed, and its
+//! errno, it writes in the memory it shares with us before it exits. A spawn on its own reads the
+//! exec pipe without sleeping for up to [`SPIN`]: asleep, the exec woke it onto the CPU where the new
+//! child runs its start-up, to wait there. `posix_spawn` cannot arm PR_SET_PDEATHSIG or set the CPU
+//! affinity in any case.
 //!
 //! Between clone and exec the child runs beside pilot-host's threads in the same memory, on data
 //! prepared before the clone, which stays allocated and unmoved until the child has exec'd or exited:
 //! no allocation, no locks. It shares the calling thread's libc `errno` (its thread pointer is that
 //! thread's), and that thread runs on, so every call that can fail is a raw system call that never
-//! writes `errno`: rustix's, and `execve` in a few lines of assembly (rustix keeps its own `execve` in
-//! a hidden, unstable module). The libc calls left (`sigaction`, `pthread_sigmask`, `_exit`) cannot
-//! fail with the arguments given, and write `errno` only on failure. On other architectures the
-//! clone is a `vfork` (the calling thread waits, so its `errno` is not in use). The child resets
-//! handled signals (without CLONE_SIGHAND it has its own table), joins a new group, arms the death
-//! signal, checks its parent is still us, sets the open-file limit and affinity, wires
-//! stdin/stdout/stderr, changes folder, unblocks signals and execs.
+//! writes `errno`: rustix's, and `execve` and `close_range` in a few lines of assembly (rustix keeps
+//! its own `execve` in a hidden, unstable module, and has no `close_range`). The libc calls left
+//! (`sigaction`, `pthread_sigmask`, `_exit`) cannot fail with the arguments given, and write `errno`
+//! only on failure. On other architectures the clone is a `vfork` (the calling thread waits, so its
+//! `errno` is not in use). The child resets handled signals (without CLONE_SIGHAND it has its own
+//! table), joins a new group, arms the death signal, checks its parent is still us, sets the
+//! open-file limit and affinity, wires stdin/stdout/stderr, changes folder, unblocks signals and
+//! execs.
 //!
 //! The child does not copy pilot-host's descriptor table either. A copy costs as much as the table is
 //! long, and closing it again at exec more (each close-on-exec descriptor is flushed and released):
 //! with 4000 descriptors open (a thousand children's pipes and pidfds), 1000 spawns took 442 ms
 //! against 246 ms with none, measured here. So the child shares the table (CLONE_FILES) and its first
 //! system call, `close_range(ABOVE, ~0, CLOSE_RANGE_UNSHARE)`, gives it a table of its own holding only
-//! the descriptors below `ABOVE`: pilot-host's first few, and [`Slots`], low descriptors reserved at
-//! the first spawn, three of which hold this child's stdout, stderr and report pipe ends. The child
-//! then writes `U` on its report pipe, pilot-host puts `/dev/null` back in the slot (its own copies of
-//! the write ends must go, or the pipes never reach end of file) and the slot serves the next spawn.
-//! Before exec the child marks every descriptor but its stdin, stdout and stderr close-on-exec: a
-//! child starts with those three only.
+//! the descriptors below `ABOVE`: pilot-host's first few, and the [`Slots`], socket pairs made low at
+//! the first spawn. Pilot-host sends the child's stdout, stderr and exec pipe ends on the slot it
+//! leased for this spawn (SCM_RIGHTS) and keeps no copy; the child receives them in its own table and
+//! frees the slot. Before exec the child marks every descriptor but its stdin, stdout and stderr
+//! close-on-exec: a child starts with those three only.
 //!
 //! The pidfd waits for the exit and reaps exactly this child (`waitid(P_PIDFD)`), so nothing else in
 //! pilot-host ever has to call `waitpid(-1)` and steal another child's status.
@@ -164,7 +167,7 @@ pub fn prepare(processes: usize) {
 }
 
 /// Grows the descriptor table once to what `processes` children need (two pipes and a pidfd each,
-/// a file the sampler keeps, a report pipe while they start), within the open-file limit. A table
+/// a file the sampler keeps, an exec pipe while they start), within the open-file limit. A table
 /// shared by threads waits for an RCU grace period (`synchronize_rcu`, milliseconds) each time it
 /// grows; measured here, growing it step by step while 100 children started held a worker for most
 /// of 50 ms. The command line calls this while pilot-host has one thread, when growing costs nothing.
@@ -305,7 +308,7 @@ fn receive(socket: BorrowedFd<'_>, flags: rustix::net::RecvFlags) -> Result<[Own
 /// ours ever takes one of those numbers.
 fn ensure_stdio() {
     for fd in 0..3 {
-        if nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
+        if nix::fcntl::fcntl(std_fd(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
             if let Ok(null) = std::fs::File::open("/dev/null") {
                 let null = OwnedFd::from(null);
                 if null.as_raw_fd() == fd {
@@ -322,7 +325,7 @@ fn ensure_stdio() {
 }
 
 /// Borrows descriptor 0, 1 or 2 for a query.
-fn unsafe_borrow(fd: RawFd) -> BorrowedFd<'static> {
+fn std_fd(fd: RawFd) -> BorrowedFd<'static> {
     // SAFETY: only used on 0, 1 and 2 for F_GETFD, which has no effect on a closed descriptor.
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
@@ -387,7 +390,7 @@ struct ChildArgs {
     parent: i32,
     /// `/dev/null`, for stdin.
     null: RawFd,
-    /// The slot's socket on which the child receives its stdout, stderr and report pipe ends.
+    /// The slot's socket on which the child receives its stdout, stderr and exec pipe ends.
     slot: RawFd,
     /// The slot's lease, which the child clears once it took them.
     busy: *const AtomicU64,
@@ -395,8 +398,9 @@ struct ChildArgs {
     lease: u64,
     /// The child keeps the descriptors below this one only.
     above: RawFd,
-    /// A failure before the child has its report pipe: the step, then its errno.
-    early: AtomicU64,
+    /// The step that failed (low byte) and its errno (high half), written before the child exits;
+    /// 0: none. The child shares our memory, so no pipe is needed to say it.
+    failed: AtomicU64,
     nofile: Option<rustix::process::Rlimit>,
     affinity: Option<rustix::thread::CpuSet>,
 }
@@ -405,7 +409,7 @@ struct ChildArgs {
 const CHILD_STACK: usize = 32 * 1024;
 
 /// Everything the child uses until it execs, on the heap: it must stay allocated and unmoved until
-/// the child has exec'd or exited, which the report pipe tells, long after the clone returned.
+/// the child has exec'd or exited, which the exec pipe tells, long after the clone returned.
 struct Launch {
     args: ChildArgs,
     stack: Vec<MaybeUninit<u8>>,
@@ -427,11 +431,13 @@ unsafe impl Send for Launch {}
 struct InFlight(Option<Box<Launch>>);
 
 impl InFlight {
-    /// A failure the child recorded before it had its report pipe (0: none).
-    fn early(&self) -> u64 {
-        self.0
+    /// The step that failed and its errno, if the child recorded one.
+    fn failure(&self) -> Option<(Step, i32)> {
+        let failed = self
+            .0
             .as_ref()
-            .map_or(0, |l| l.args.early.load(Ordering::Acquire))
+            .map_or(0, |l| l.args.failed.load(Ordering::Acquire));
+        (failed != 0).then(|| (Step::from(failed as u8), (failed >> 32) as i32))
     }
 
     /// The child has exec'd or exited: the memory is ours again.
@@ -516,7 +522,7 @@ impl Launch {
                 busy: std::ptr::null(),
                 lease: 0,
                 above: -1,
-                early: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
                 nofile: program.nofile.map(|(cur, max)| rustix::process::Rlimit {
                     current: (cur != libc::RLIM_INFINITY).then_some(cur),
                     maximum: (max != libc::RLIM_INFINITY).then_some(max),
@@ -545,11 +551,11 @@ pub async fn spawn(program: &Program) -> io::Result<Spawned> {
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
     let (out_r, out_w) = nix::unistd::pipe2(cloexec)?;
     let (err_r, err_w) = nix::unistd::pipe2(cloexec)?;
-    let (report_r, report_w) = nix::unistd::pipe2(cloexec | nix::fcntl::OFlag::O_NONBLOCK)?;
+    let (exec_r, exec_w) = nix::unistd::pipe2(cloexec | nix::fcntl::OFlag::O_NONBLOCK)?;
     let (slot, lease) = slots.lease().await;
-    let sent = slot.send([&out_w, &err_w, &report_w]);
+    let sent = slot.send([&out_w, &err_w, &exec_w]);
     // Only the message holds the write ends now (or nothing, if sending failed).
-    drop((out_w, err_w, report_w));
+    drop((out_w, err_w, exec_w));
     if let Err(e) = sent {
         slot.lease.store(0, Ordering::Release);
         return Err(e);
@@ -574,33 +580,24 @@ pub async fn spawn(program: &Program) -> io::Result<Spawned> {
         pidfd,
         status: None,
     };
-    // End of file once the child exec'd, or its failure; if it dies before it took its pipe ends,
-    // the report pipe stays open in the slot's message: its exit tells, and the message is taken back.
-    // An error leaves the child's use of the launch unknown: it is leaked, not freed.
-    let mut reading = Report::default();
-    if alone {
-        reading.spin(&report_r, SPIN);
-    }
-    let failure = if reading.done {
-        reading.result()
-    } else {
-        let mut report = pipe::Receiver::from_owned_fd(report_r)?;
+    // End of file once the child exec'd or exited. If it dies before it took its pipe ends, the exec
+    // pipe stays open in the slot's message: its exit tells, and the message is taken back. An error
+    // leaves the child's use of the launch unknown: it is leaked, not freed.
+    if !(alone && eof_soon(&exec_r, SPIN)) {
+        let mut exec = pipe::Receiver::from_owned_fd(exec_r)?;
         tokio::select! {
             biased;
-            failure = reading.read(&mut report) => failure?,
+            done = until_eof(&mut exec) => done?,
             _ = child.exited() => {
                 slot.reclaim(lease);
-                reading.read(&mut report).await?
+                until_eof(&mut exec).await?;
             }
         }
-    };
-    let failure = failure.or_else(|| {
-        let early = launch.early();
-        (early != 0).then(|| (Step::from(early as u8), (early >> 32) as i32))
-    });
+    }
+    let failure = launch.failure();
     launch.release();
     if let Some((step, errno)) = failure {
-        // The child exits right after its report: reap it.
+        // The child exits right after it recorded its failure: reap it.
         let _ = child.wait().await;
         let cause = io::Error::from_raw_os_error(errno);
         let message = if step == Step::ParentGone {
@@ -622,59 +619,28 @@ pub async fn spawn(program: &Program) -> io::Result<Spawned> {
 /// of a 1 ms restart. A child reaches its exec in 0.1 to 0.4 ms.
 const SPIN: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// The child's report as read so far: end of file once it exec'd (or died before it could say), or
-/// the step that failed and its errno.
-#[derive(Default)]
-struct Report {
-    buf: [u8; 8],
-    filled: usize,
-    done: bool,
+/// Reads `fd` without sleeping until end of file, yielding the CPU in between, for at most `limit`;
+/// returns whether end of file came.
+fn eof_soon(fd: &OwnedFd, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 8];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => return true,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) if start.elapsed() < limit => {
+                std::thread::yield_now();
+            }
+            Err(_) => return false,
+        }
+    }
 }
 
-impl Report {
-    fn take(&mut self, n: usize) {
-        if n == 0 {
-            self.done = true;
-        }
-        self.filled += n;
-        if self.filled == self.buf.len() {
-            self.done = true;
-        }
-    }
-
-    /// Reads without sleeping, yielding the CPU in between, for at most `limit`.
-    fn spin(&mut self, fd: &OwnedFd, limit: std::time::Duration) {
-        let start = std::time::Instant::now();
-        while !self.done {
-            match nix::unistd::read(fd, &mut self.buf[self.filled..]) {
-                Ok(n) => self.take(n),
-                Err(nix::errno::Errno::EAGAIN) if start.elapsed() < limit => {
-                    std::thread::yield_now();
-                }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// Reads the rest.
-    async fn read(&mut self, pipe: &mut pipe::Receiver) -> io::Result<Option<(Step, i32)>> {
-        while !self.done {
-            let n = pipe.read(&mut self.buf[self.filled..]).await?;
-            self.take(n);
-        }
-        Ok(self.result())
-    }
-
-    fn result(&self) -> Option<(Step, i32)> {
-        (self.filled == self.buf.len()).then(|| {
-            let b = self.buf;
-            (
-                Step::from(b[0]),
-                i32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
-            )
-        })
-    }
+/// Reads `pipe` until end of file.
+async fn until_eof(pipe: &mut pipe::Receiver) -> io::Result<()> {
+    let mut buf = [0u8; 8];
+    while pipe.read(&mut buf).await? != 0 {}
+    Ok(())
 }
 
 /// Spawns between their clone and their exec (or failure).
@@ -831,22 +797,12 @@ fn syscall_result(ret: isize) -> Result<usize, Errno> {
     }
 }
 
-/// Reports the failed `step` on the report pipe (or, before the child has it, in `early`) and exits.
-fn fail(a: &ChildArgs, report: Option<RawFd>, step: Step, errno: Errno) -> ! {
-    match report {
-        Some(report) => {
-            let mut bytes = [0u8; 8];
-            bytes[0] = step as u8;
-            bytes[4..].copy_from_slice(&errno.raw_os_error().to_ne_bytes());
-            // SAFETY: the report pipe's write end stays open in the child until exec or exit.
-            let fd = unsafe { BorrowedFd::borrow_raw(report) };
-            let _ = rustix::io::write(fd, &bytes);
-        }
-        None => a.early.store(
-            u64::from(step as u8) | (u64::from(errno.raw_os_error() as u32) << 32),
-            Ordering::Release,
-        ),
-    }
+/// Records the failed `step` and its errno where pilot-host reads them, and exits.
+fn fail(a: &ChildArgs, step: Step, errno: Errno) -> ! {
+    a.failed.store(
+        u64::from(step as u8) | (u64::from(errno.raw_os_error() as u32) << 32),
+        Ordering::Release,
+    );
     // SAFETY: _exit is async-signal-safe, never fails and never returns.
     unsafe { libc::_exit(127) }
 }
@@ -871,7 +827,7 @@ extern "C" fn child_main(raw: *mut libc::c_void) -> libc::c_int {
         unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) }.map(|()| 0)
     });
     if let Err(e) = own {
-        fail(a, None, Step::Files, e);
+        fail(a, Step::Files, e);
     }
     // SAFETY: the slot's socket lies below `above`, so it is in the table just made.
     let received = receive(
@@ -880,35 +836,35 @@ extern "C" fn child_main(raw: *mut libc::c_void) -> libc::c_int {
     );
     // SAFETY: `busy` is the slot's lease, in pilot-host's memory, which we share.
     let _ = unsafe { &*a.busy }.compare_exchange(a.lease, 0, Ordering::Release, Ordering::Relaxed);
-    let [out, err, report] = match received {
+    // The exec pipe's end stays open (close-on-exec) until the exec, or the exit, closes it.
+    let [out, err, _exec] = match received {
         Ok(fds) => fds.map(|fd| fd.into_raw_fd()),
-        Err(e) => fail(a, None, Step::Files, e),
+        Err(e) => fail(a, Step::Files, e),
     };
-    let report = Some(report);
     reset_signals();
     if let Err(e) = rustix::process::setpgid(None, None) {
-        fail(a, report, Step::Group, e);
+        fail(a, Step::Group, e);
     }
     if let Err(e) =
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
     {
-        fail(a, report, Step::DeathSignal, e);
+        fail(a, Step::DeathSignal, e);
     }
     if rustix::process::getppid()
         .map(rustix::process::Pid::as_raw_nonzero)
         .map(std::num::NonZeroI32::get)
         != Some(a.parent)
     {
-        fail(a, report, Step::ParentGone, Errno::SRCH);
+        fail(a, Step::ParentGone, Errno::SRCH);
     }
     if let Some(limit) = &a.nofile {
         if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::Nofile, *limit) {
-            fail(a, report, Step::Limit, e);
+            fail(a, Step::Limit, e);
         }
     }
     if let Some(set) = &a.affinity {
         if let Err(e) = rustix::thread::sched_setaffinity(None, set) {
-            fail(a, report, Step::Affinity, e);
+            fail(a, Step::Affinity, e);
         }
     }
     for (target, fd) in [a.null, out, err].into_iter().enumerate() {
@@ -920,10 +876,10 @@ extern "C" fn child_main(raw: *mut libc::c_void) -> libc::c_int {
             rustix::io::dup2(BorrowedFd::borrow_raw(fd), &mut to)
         };
         if let Err(e) = wired {
-            fail(a, report, Step::Stdio, e);
+            fail(a, Step::Stdio, e);
         }
     }
-    // Nothing but stdin, stdout and stderr crosses the exec (the report pipe, close-on-exec already,
+    // Nothing but stdin, stdout and stderr crosses the exec (the exec pipe, close-on-exec already,
     // stays open until then).
     // SAFETY: marks descriptors of our own table close-on-exec; nothing is closed now.
     if let Err(e) = unsafe {
@@ -934,12 +890,12 @@ extern "C" fn child_main(raw: *mut libc::c_void) -> libc::c_int {
             libc::CLOSE_RANGE_CLOEXEC as usize,
         )
     } {
-        fail(a, report, Step::Files, e);
+        fail(a, Step::Files, e);
     }
     // SAFETY: `cwd` is a NUL-terminated string of the launch, alive until exec.
     let cwd = unsafe { CStr::from_ptr(a.cwd) };
     if let Err(e) = rustix::process::chdir(cwd) {
-        fail(a, report, Step::Folder, e);
+        fail(a, Step::Folder, e);
     }
     // Every signal unblocked right before exec, as a new program expects; the handlers that could
     // run meanwhile were reset to their defaults above. Setting an empty mask cannot fail.
@@ -954,7 +910,7 @@ extern "C" fn child_main(raw: *mut libc::c_void) -> libc::c_int {
             a.envp as usize,
         )
     };
-    fail(a, report, Step::Exec, e.err().unwrap_or(Errno::NOEXEC))
+    fail(a, Step::Exec, e.err().unwrap_or(Errno::NOEXEC))
 }
 
 /// Resets every handled signal to its default (the handlers are pilot-host's, and must never run in
@@ -1189,9 +1145,9 @@ mod tests {
             .build()
             .unwrap();
         let (slot, lease) = rt.block_on(slots.lease());
-        let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        slot.send([&report_w, &report_w, &report_w]).unwrap();
-        drop(report_w);
+        let (exec_r, exec_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        slot.send([&exec_w, &exec_w, &exec_w]).unwrap();
+        drop(exec_w);
         let eof = |fd: &OwnedFd| {
             let mut b = [0u8; 1];
             nix::fcntl::fcntl(
@@ -1204,10 +1160,10 @@ mod tests {
         // Another spawn's lease (one that leased the slot earlier and whose child is gone) must not
         // take this spawn's message.
         slot.reclaim(lease.wrapping_add(1));
-        assert!(!eof(&report_r), "the message was taken by the wrong lease");
+        assert!(!eof(&exec_r), "the message was taken by the wrong lease");
         assert_eq!(slot.lease.load(Ordering::Acquire), lease);
         slot.reclaim(lease);
-        assert!(eof(&report_r), "the message's descriptors were not closed");
+        assert!(eof(&exec_r), "the message's descriptors were not closed");
         assert_eq!(
             slot.lease.load(Ordering::Acquire),
             0,
