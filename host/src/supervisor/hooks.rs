@@ -66,26 +66,30 @@ impl Hooks {
         }
     }
 
-    /// Queues the hooks for `event`; returns at once.
-    pub fn call(&self, event: LifecycleEvent, info: ProcessInfo) {
+    /// Queues the hooks for `event`; returns at once. `info` is made only if there are hooks.
+    pub fn call(&self, event: LifecycleEvent, info: impl FnOnce() -> ProcessInfo) {
         if let Some(queue) = &self.queue {
             let _ = queue.send(HookCall::Call {
                 event,
-                info,
+                info: info(),
                 done: None,
             });
         }
     }
 
     /// Queues the hooks for `event` and returns a receiver answered once they ran (at once without
-    /// hooks).
-    pub fn call_and_wait(&self, event: LifecycleEvent, info: ProcessInfo) -> oneshot::Receiver<()> {
+    /// hooks). `info` is made only if there are hooks.
+    pub fn call_and_wait(
+        &self,
+        event: LifecycleEvent,
+        info: impl FnOnce() -> ProcessInfo,
+    ) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
         match &self.queue {
             Some(queue) => {
                 let call = HookCall::Call {
                     event,
-                    info,
+                    info: info(),
                     done: Some(done),
                 };
                 if let Err(mpsc::error::SendError(HookCall::Call {

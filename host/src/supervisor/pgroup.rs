@@ -198,12 +198,28 @@ pub async fn stop(
 /// The guard reads what has arrived, then sleeps [`GUARD_NAP`]: pilot-host's writes do not wake it
 /// (a wake-up per spawn and per exit cost as much as the spawn's own bookkeeping), and it still acts
 /// within that nap of pilot-host's death. The pipe is made large enough for the writes of a nap.
+///
+/// A run forgets its group lazily ([`Guard::forget`]): the removal is written with the next
+/// registration, or [`REMOVAL_DELAY`] later. A restart then writes to the guard once, after its new
+/// child started, not also in the middle of handling the exit, where waking the guard took about
+/// 30 µs of the restart, measured here. A group that is gone cannot be killed, and its id is not
+/// handed out again within that delay (ids are handed out in turn, millions of them).
 #[derive(Debug)]
 pub struct Guard {
-    input: Mutex<std::fs::File>,
+    input: Mutex<GuardInput>,
     run_id: String,
     gone: std::sync::atomic::AtomicBool,
 }
+
+#[derive(Debug)]
+struct GuardInput {
+    file: std::fs::File,
+    /// Removals not written yet.
+    held: String,
+}
+
+/// How long a removal may wait for the next registration before it is written on its own.
+pub const REMOVAL_DELAY: Duration = Duration::from_millis(20);
 
 /// How long the guard sleeps between two reads of its input.
 const GUARD_NAP: Duration = Duration::from_millis(10);
@@ -262,7 +278,10 @@ impl Guard {
             nix::fcntl::FcntlArg::F_SETPIPE_SZ(GUARD_PIPE as i32),
         );
         Guard {
-            input: Mutex::new(input),
+            input: Mutex::new(GuardInput {
+                file: input,
+                held: String::new(),
+            }),
             run_id: run_id.to_string(),
             gone: Default::default(),
         }
@@ -282,13 +301,20 @@ impl Guard {
         &self.run_id
     }
 
+    /// Writes the removals held and `line`, in one write.
     fn send(&self, line: &str) {
         use std::sync::atomic::Ordering;
-        if let Ok(mut input) = self.input.lock() {
-            if let Err(e) = input.write_all(line.as_bytes()) {
-                if !self.gone.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("the guard process is gone ({e}); children may be orphaned if pilot-host is killed");
-                }
+        let Ok(mut input) = self.input.lock() else {
+            return;
+        };
+        let mut text = std::mem::take(&mut input.held);
+        text.push_str(line);
+        if text.is_empty() {
+            return;
+        }
+        if let Err(e) = input.file.write_all(text.as_bytes()) {
+            if !self.gone.swap(true, Ordering::Relaxed) {
+                tracing::warn!("the guard process is gone ({e}); children may be orphaned if pilot-host is killed");
             }
         }
     }
@@ -298,9 +324,15 @@ impl Guard {
         self.send(&format!("+{}\n", pgid.0));
     }
 
-    /// Forgets a group that is gone.
-    pub fn remove(&self, pgid: Pgid) {
-        self.send(&format!("-{}\n", pgid.0));
+    /// Forgets a group that is gone: the removal goes with the next registration, or is written
+    /// [`REMOVAL_DELAY`] from now (if this future is dropped first, with the next write).
+    pub async fn forget(&self, pgid: Pgid) {
+        match self.input.lock() {
+            Ok(mut input) => input.held.push_str(&format!("-{}\n", pgid.0)),
+            Err(_) => return,
+        }
+        tokio::time::sleep(REMOVAL_DELAY).await;
+        self.send("");
     }
 
     /// Says that supervision ended cleanly: pilot-host stopped every process and every adopted
@@ -456,6 +488,47 @@ mod tests {
 
     fn alive(child: &mut std::process::Child) -> bool {
         child.try_wait().unwrap().is_none()
+    }
+
+    /// What the guard has been sent so far (its pipe's read end is non-blocking).
+    fn sent(read: &OwnedFd) -> String {
+        let mut buf = [0u8; 256];
+        match nix::unistd::read(read, &mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(nix::errno::Errno::EAGAIN) => String::new(),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_group_is_written_with_the_next_registration_or_after_the_delay() {
+        use nix::fcntl::OFlag;
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
+        let guard = std::sync::Arc::new(Guard::new(write.into(), "test"));
+        let forgetting = tokio::spawn({
+            let guard = guard.clone();
+            async move { guard.forget(Pgid(123)).await }
+        });
+        // Nothing is written while the removal is held...
+        tokio::task::yield_now().await;
+        while !guard.input.lock().unwrap().held.contains("-123") {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(sent(&read), "");
+        // ...the next registration takes it along, in one write...
+        guard.add(Pgid(456));
+        assert_eq!(sent(&read), "-123\n+456\n");
+        forgetting.await.unwrap();
+        assert_eq!(sent(&read), "", "written twice");
+        // ...and without one, it is written after the delay.
+        let start = std::time::Instant::now();
+        guard.forget(Pgid(789)).await;
+        assert!(start.elapsed() >= REMOVAL_DELAY);
+        assert_eq!(sent(&read), "-789\n");
+        // A clean end writes what is held first.
+        guard.input.lock().unwrap().held.push_str("-5\n");
+        guard.ended_cleanly();
+        assert_eq!(sent(&read), "-5\n=\n");
     }
 
     #[test]

@@ -85,6 +85,26 @@ pub fn describe_exit(status: &ExitStatus) -> String {
     }
 }
 
+/// What a child of `spec` is started with: pilot-host's environment `base_env` (with the run marker)
+/// and the spec's own, its folder, affinity and open-file limit.
+pub(super) fn program(spec: &ProcessSpec, base_env: &[(OsString, OsString)]) -> Program {
+    let mut env: Vec<(OsString, OsString)> = base_env
+        .iter()
+        .filter(|(k, _)| k != PROCESS_VAR && k.to_str().is_none_or(|k| !spec.env.contains_key(k)))
+        .cloned()
+        .collect();
+    env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
+    env.push((PROCESS_VAR.into(), spec.name.clone().into()));
+    Program {
+        executable: spec.executable.clone(),
+        args: spec.args.clone(),
+        env,
+        working_directory: spec.working_directory.clone(),
+        affinity: spec.affinity.clone(),
+        nofile: pgroup::child_nofile_limit(),
+    }
+}
+
 /// Everything one run needs, owned.
 pub(super) struct Run {
     pub name: Arc<str>,
@@ -99,8 +119,9 @@ pub(super) struct Run {
     pub printer: Printer,
     pub colour_index: usize,
     pub guard: Option<Arc<Guard>>,
-    /// pilot-host's environment (with the run marker) that children start from.
-    pub base_env: Arc<Vec<(OsString, OsString)>>,
+    /// The program, prepared once by the coordinator for every run of this spec (or why it cannot
+    /// be: a NUL byte somewhere).
+    pub program: Result<Arc<spawn::Prepared>, String>,
     /// Whether escaped descendants are swept when the run ends (pilot-host is a subreaper).
     pub adopt: bool,
     pub to: mpsc::UnboundedSender<Msg>,
@@ -111,7 +132,16 @@ impl Run {
     /// Runs to the end and reports it.
     pub async fn run(mut self) {
         let end = self.go().await;
+        let group = end.child.as_ref().map(|c| Pgid::of_child(c.pid));
         self.send(RunEvent::Ended(end));
+        // The guard forgets the group lazily; nothing else of the run is kept meanwhile (least of
+        // all the coordinator's sender: the coordinator ends once the last one is gone).
+        if let (Some(guard), Some(group)) = (self.guard.take(), group) {
+            drop(self);
+            if !group.exists() {
+                guard.forget(group).await;
+            }
+        }
     }
 
     fn send(&self, event: RunEvent) {
@@ -133,36 +163,15 @@ impl Run {
         }
     }
 
-    fn program(&self) -> Program {
-        let spec = &self.spec;
-        let mut env: Vec<(OsString, OsString)> = self
-            .base_env
-            .iter()
-            .filter(|(k, _)| {
-                k != PROCESS_VAR && k.to_str().is_none_or(|k| !spec.env.contains_key(k))
-            })
-            .cloned()
-            .collect();
-        env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
-        env.push((PROCESS_VAR.into(), spec.name.clone().into()));
-        Program {
-            executable: spec.executable.clone(),
-            args: spec.args.clone(),
-            env,
-            working_directory: spec.working_directory.clone(),
-            affinity: spec.affinity.clone(),
-            nofile: pgroup::child_nofile_limit(),
-        }
-    }
-
     async fn go(&mut self) -> RunEnd {
         let not_spawned = |how| RunEnd { how, child: None };
         if self.restarting {
-            self.hooks.call(LifecycleEvent::OnRestart, self.info(None));
+            self.hooks
+                .call(LifecycleEvent::OnRestart, || self.info(None));
         }
         let pre_start = self
             .hooks
-            .call_and_wait(LifecycleEvent::PreStart, self.info(None));
+            .call_and_wait(LifecycleEvent::PreStart, || self.info(None));
         tokio::select! {
             biased;
             _ = &mut self.stop => return not_spawned(How::Cancelled),
@@ -178,7 +187,13 @@ impl Run {
             Some(Ok(p)) => Some(p),
             Some(Err(reason)) => return not_spawned(How::CannotStart(reason)),
         };
-        let spawned = match spawn::spawn(&self.program()).await {
+        let spawned = match &self.program {
+            Ok(program) => spawn::spawn_prepared(program)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        let spawned = match spawned {
             Ok(s) => s,
             Err(e) => {
                 return not_spawned(How::CannotStart(format!(
@@ -191,6 +206,10 @@ impl Run {
         let mut child = spawned.child;
         let pid = child.id();
         let pgid = Pgid::of_child(pid);
+        // The coordinator first: it records the start and answers those waiting for it before the
+        // rest of the bookkeeping here (the output it misses meanwhile waits in the pipes).
+        self.send(RunEvent::Spawned { pid });
+        tokio::task::yield_now().await;
         if let Some(guard) = &self.guard {
             guard.add(pgid);
         }
@@ -205,10 +224,9 @@ impl Run {
             let (prefix, logs, printer) = (prefix.clone(), self.logs.clone(), self.printer.clone());
             tokio::spawn(output::capture(stream, kind, prefix, logs, printer));
         }
-        self.send(RunEvent::Spawned { pid });
         let post_start = self
             .hooks
-            .call_and_wait(LifecycleEvent::PostStart, self.info(Some(pid)));
+            .call_and_wait(LifecycleEvent::PostStart, || self.info(Some(pid)));
 
         let (how, status) = self
             .watch(&mut child, pgid, started, prepared, post_start)
@@ -216,17 +234,12 @@ impl Run {
         if self.adopt {
             self.sweep_orphans().await;
         }
-        if let Some(guard) = &self.guard {
-            if !pgid.exists() {
-                guard.remove(pgid);
-            }
-        }
         self.hooks.call(
             LifecycleEvent::OnShutdown {
                 exit_code: status.and_then(|s| s.code()),
                 signal: status.and_then(|s| s.signal()),
             },
-            self.info(Some(pid)),
+            || self.info(Some(pid)),
         );
         RunEnd {
             how,

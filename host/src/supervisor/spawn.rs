@@ -3,14 +3,17 @@
 //! `fork` copies the page tables of the parent, and pilot-host (wasmtime, a thousand children's
 //! buffers) is not small: measured here, a `pilot-host run` of 100 `/bin/true` took 1.8× a shell loop
 //! and 3.2× at 1000. So the child is made with `clone(CLONE_VM | CLONE_PIDFD)`: it borrows our memory
-//! and nothing is copied. Unlike `vfork` (and glibc's `posix_spawn`), the calling thread does not wait
-//! until the child has exec'd: that wait took 150 µs on an idle machine and 750 µs while other
-//! children started, and it was most of a tokio worker's time when many processes start. The child's
-//! exec (or exit) closes its end of a close-on-exec pipe, the exec pipe; a step that failed, and its
-//! errno, it writes in the memory it shares with us before it exits. A spawn on its own reads the
-//! exec pipe without sleeping for up to [`SPIN`]: asleep, the exec woke it onto the CPU where the new
-//! child runs its start-up, to wait there. `posix_spawn` cannot arm PR_SET_PDEATHSIG or set the CPU
-//! affinity in any case.
+//! and nothing is copied. A spawn among others under way does not wait for its child's exec, unlike
+//! `vfork` (and glibc's `posix_spawn`): that wait took 150 µs on an idle machine and 750 µs while
+//! other children started, and it was most of a tokio worker's time when many processes start. The
+//! child's exec (or exit) closes its end of a close-on-exec pipe, the exec pipe; a step that failed,
+//! and its errno, it writes in the memory it shares with us before it exits.
+//!
+//! A spawn on its own (a restart, most often) waits instead, as `vfork` does (CLONE_VFORK): the
+//! child runs at once, and its exec wakes the spawning thread. Measured here, from clone to the
+//! child's exec seen took 0.16 ms that way, against 0.3 ms reading the exec pipe without sleeping
+//! (the 1 ms watch this replaced). `posix_spawn` cannot arm PR_SET_PDEATHSIG or set the CPU affinity
+//! in any case.
 //!
 //! Between clone and exec the child runs beside pilot-host's threads in the same memory, on data
 //! prepared before the clone, which stays allocated and unmoved until the child has exec'd or exited:
@@ -19,9 +22,9 @@
 //! writes `errno`: rustix's, and `execve` and `close_range` in a few lines of assembly (rustix keeps
 //! its own `execve` in a hidden, unstable module, and has no `close_range`). The libc calls left
 //! (`sigaction`, `pthread_sigmask`, `_exit`) cannot fail with the arguments given, and write `errno`
-//! only on failure. On other architectures the clone is a `vfork` (the calling thread waits, so its
-//! `errno` is not in use). The child resets handled signals (without CLONE_SIGHAND it has its own
-//! table), joins a new group, arms the death signal, checks its parent is still us, sets the
+//! only on failure. On other architectures the clone is always a `vfork` (the calling thread waits,
+//! so its `errno` is not in use). The child resets handled signals (without CLONE_SIGHAND it has its
+//! own table), joins a new group, arms the death signal, checks its parent is still us, sets the
 //! open-file limit and affinity, wires stdin/stdout/stderr, changes folder, unblocks signals and
 //! execs.
 //!
@@ -32,8 +35,8 @@
 //! system call, `close_range(ABOVE, ~0, CLOSE_RANGE_UNSHARE)`, gives it a table of its own holding only
 //! the descriptors below `ABOVE`: pilot-host's first few, and the [`Slots`], socket pairs made low at
 //! the first spawn. Pilot-host sends the child's stdout, stderr and exec pipe ends on the slot it
-//! leased for this spawn (SCM_RIGHTS) and keeps no copy; the child receives them in its own table and
-//! frees the slot. Before exec the child marks every descriptor but its stdin, stdout and stderr
+//! leased for this spawn (SCM_RIGHTS), and keeps a copy of the output ends only (see `Child`); the
+//! child receives them in its own table and frees the slot. Before exec the child marks every descriptor but its stdin, stdout and stderr
 //! close-on-exec: a child starts with those three only.
 //!
 //! The pidfd waits for the exit and reaps exactly this child (`waitid(P_PIDFD)`), so nothing else in
@@ -50,7 +53,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use rustix::io::Errno;
@@ -75,12 +78,61 @@ pub struct Program {
     pub nofile: Option<(u64, u64)>,
 }
 
+/// A program's strings in C form and its limits, made once and shared by every spawn of it: a
+/// restart's spawn allocates only its pointer arrays and stack (making them all took 10 to 15 µs of a
+/// restart, measured here).
+#[derive(Debug)]
+pub struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    cwd: CString,
+    nofile: Option<rustix::process::Rlimit>,
+    affinity: Option<rustix::thread::CpuSet>,
+}
+
+impl Program {
+    /// Makes the C strings the child needs; fails on a NUL byte.
+    pub fn prepare(&self) -> io::Result<Arc<Prepared>> {
+        let path = c_string(self.executable.as_os_str().as_bytes(), "the path")?;
+        let mut argv = Vec::with_capacity(self.args.len() + 1);
+        argv.push(path.clone());
+        for arg in &self.args {
+            argv.push(c_string(arg.as_bytes(), "an argument")?);
+        }
+        let env = self
+            .env
+            .iter()
+            .map(|(k, v)| env_entry(k, v))
+            .collect::<io::Result<Vec<_>>>()?;
+        let cwd = c_string(
+            self.working_directory.as_os_str().as_bytes(),
+            "the working directory",
+        )?;
+        Ok(Arc::new(Prepared {
+            path,
+            argv,
+            env,
+            cwd,
+            nofile: self.nofile.map(|(cur, max)| rustix::process::Rlimit {
+                current: (cur != libc::RLIM_INFINITY).then_some(cur),
+                maximum: (max != libc::RLIM_INFINITY).then_some(max),
+            }),
+            affinity: self.affinity.as_deref().map(cpu_set),
+        }))
+    }
+}
+
 /// A child we spawned: waited for and reaped through its pidfd.
 #[derive(Debug)]
 pub struct Child {
     pid: u32,
     pidfd: AsyncFd<OwnedFd>,
     status: Option<ExitStatus>,
+    /// Our copies of the write ends of its stdout and stderr, closed once it is reaped. Without them,
+    /// the child's exit closing its own copies woke pilot-host twice in the middle of that exit,
+    /// on the dying child's CPU, and delayed it: 40 to 80 µs of a restart, measured here.
+    output_ends: Option<(OwnedFd, OwnedFd)>,
 }
 
 /// A spawned child with its output pipes.
@@ -414,10 +466,7 @@ struct Launch {
     args: ChildArgs,
     stack: Vec<MaybeUninit<u8>>,
     // Owners of what `args` points into.
-    _path: CString,
-    _argv_c: Vec<CString>,
-    _env_c: Vec<CString>,
-    _cwd: CString,
+    _prepared: Arc<Prepared>,
     _argv: Vec<*const u8>,
     _envp: Vec<*const u8>,
 }
@@ -491,31 +540,16 @@ fn null_terminated(strings: &[CString]) -> Vec<*const u8> {
 }
 
 impl Launch {
-    /// Prepares everything the child of `program` needs; the descriptors are filled in later.
-    fn new(program: &Program) -> io::Result<Box<Launch>> {
-        let path = c_string(program.executable.as_os_str().as_bytes(), "the path")?;
-        let mut argv_c = Vec::with_capacity(program.args.len() + 1);
-        argv_c.push(path.clone());
-        for arg in &program.args {
-            argv_c.push(c_string(arg.as_bytes(), "an argument")?);
-        }
-        let env_c = program
-            .env
-            .iter()
-            .map(|(k, v)| env_entry(k, v))
-            .collect::<io::Result<Vec<_>>>()?;
-        let cwd = c_string(
-            program.working_directory.as_os_str().as_bytes(),
-            "the working directory",
-        )?;
-        let argv = null_terminated(&argv_c);
-        let envp = null_terminated(&env_c);
-        Ok(Box::new(Launch {
+    /// Prepares everything the child of `prepared` needs; the descriptors are filled in later.
+    fn new(prepared: &Arc<Prepared>) -> Box<Launch> {
+        let argv = null_terminated(&prepared.argv);
+        let envp = null_terminated(&prepared.env);
+        Box::new(Launch {
             args: ChildArgs {
-                path: path.as_ptr(),
+                path: prepared.path.as_ptr(),
                 argv: argv.as_ptr(),
                 envp: envp.as_ptr(),
-                cwd: cwd.as_ptr(),
+                cwd: prepared.cwd.as_ptr(),
                 parent: nix::unistd::getpid().as_raw(),
                 null: -1,
                 slot: -1,
@@ -523,20 +557,14 @@ impl Launch {
                 lease: 0,
                 above: -1,
                 failed: AtomicU64::new(0),
-                nofile: program.nofile.map(|(cur, max)| rustix::process::Rlimit {
-                    current: (cur != libc::RLIM_INFINITY).then_some(cur),
-                    maximum: (max != libc::RLIM_INFINITY).then_some(max),
-                }),
-                affinity: program.affinity.as_deref().map(cpu_set),
+                nofile: prepared.nofile,
+                affinity: prepared.affinity,
             },
             stack: Vec::with_capacity(CHILD_STACK),
-            _path: path,
-            _argv_c: argv_c,
-            _env_c: env_c,
-            _cwd: cwd,
+            _prepared: prepared.clone(),
             _argv: argv,
             _envp: envp,
-        }))
+        })
     }
 }
 
@@ -546,7 +574,12 @@ impl Launch {
 /// Call it from a thread that lives as long as pilot-host (a tokio worker): the death signal fires when
 /// the *thread* that created the child exits.
 pub async fn spawn(program: &Program) -> io::Result<Spawned> {
-    let mut launch = Launch::new(program)?;
+    spawn_prepared(&program.prepare()?).await
+}
+
+/// [`spawn`] of a program prepared once for all its spawns.
+pub async fn spawn_prepared(prepared: &Arc<Prepared>) -> io::Result<Spawned> {
+    let mut launch = Launch::new(prepared);
     let slots = Slots::get()?;
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
     let (out_r, out_w) = nix::unistd::pipe2(cloexec)?;
@@ -554,8 +587,9 @@ pub async fn spawn(program: &Program) -> io::Result<Spawned> {
     let (exec_r, exec_w) = nix::unistd::pipe2(cloexec | nix::fcntl::OFlag::O_NONBLOCK)?;
     let (slot, lease) = slots.lease().await;
     let sent = slot.send([&out_w, &err_w, &exec_w]);
-    // Only the message holds the write ends now (or nothing, if sending failed).
-    drop((out_w, err_w, exec_w));
+    // The message holds the exec pipe's write end now; we keep the output pipes' write ends until the
+    // child is reaped (see [`Child::reaped`]).
+    drop(exec_w);
     if let Err(e) = sent {
         slot.lease.store(0, Ordering::Release);
         return Err(e);
@@ -566,7 +600,9 @@ pub async fn spawn(program: &Program) -> io::Result<Spawned> {
     launch.args.lease = lease;
     launch.args.above = slots.above;
     let (_under_way, alone) = UnderWay::begin();
-    let (pid, pidfd, launch) = match clone_child(launch) {
+    // A spawn on its own waits in the clone until its child exec'd or exited (CLONE_VFORK); among
+    // others under way it goes on at once, and the exec pipe tells (see the module doc).
+    let (pid, pidfd, launch) = match clone_child(launch, alone) {
         Ok(cloned) => cloned,
         Err(e) => {
             slot.reclaim(lease);
@@ -579,11 +615,16 @@ pub async fn spawn(program: &Program) -> io::Result<Spawned> {
         pid,
         pidfd,
         status: None,
+        output_ends: Some((out_w, err_w)),
     };
-    // End of file once the child exec'd or exited. If it dies before it took its pipe ends, the exec
-    // pipe stays open in the slot's message: its exit tells, and the message is taken back. An error
-    // leaves the child's use of the launch unknown: it is leaked, not freed.
-    if !(alone && eof_soon(&exec_r, SPIN)) {
+    if alone {
+        // The child has exec'd or exited, so it uses the launch no more; a message it did not take,
+        // it never will.
+        slot.reclaim(lease);
+    } else {
+        // End of file once the child exec'd or exited. If it dies before it took its pipe ends, the
+        // exec pipe stays open in the slot's message: its exit tells, and the message is taken back.
+        // An error leaves the child's use of the launch unknown: it is leaked, not freed.
         let mut exec = pipe::Receiver::from_owned_fd(exec_r)?;
         tokio::select! {
             biased;
@@ -614,28 +655,6 @@ pub async fn spawn(program: &Program) -> io::Result<Spawned> {
     })
 }
 
-/// How long a spawn on its own watches for its child's exec before it sleeps. Asleep, it is woken by
-/// the exec onto the CPU where the new child runs its start-up, and waits there for it: measured, 0.7 ms
-/// of a 1 ms restart. A child reaches its exec in 0.1 to 0.4 ms.
-const SPIN: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// Reads `fd` without sleeping until end of file, yielding the CPU in between, for at most `limit`;
-/// returns whether end of file came.
-fn eof_soon(fd: &OwnedFd, limit: std::time::Duration) -> bool {
-    let start = std::time::Instant::now();
-    let mut buf = [0u8; 8];
-    loop {
-        match nix::unistd::read(fd, &mut buf) {
-            Ok(0) => return true,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) if start.elapsed() < limit => {
-                std::thread::yield_now();
-            }
-            Err(_) => return false,
-        }
-    }
-}
-
 /// Reads `pipe` until end of file.
 async fn until_eof(pipe: &mut pipe::Receiver) -> io::Result<()> {
     let mut buf = [0u8; 8];
@@ -663,16 +682,20 @@ impl Drop for UnderWay {
     }
 }
 
-/// Clones the child with all signals blocked in this thread, and records its pid as spawned; returns
-/// at once, the child running on beside us.
-fn clone_child(mut launch: Box<Launch>) -> io::Result<(u32, OwnedFd, InFlight)> {
+/// Clones the child with all signals blocked in this thread, and records its pid as spawned. Returns at
+/// once, the child running on beside us, unless `wait`: then once the child has exec'd or exited.
+fn clone_child(mut launch: Box<Launch>, wait: bool) -> io::Result<(u32, OwnedFd, InFlight)> {
     let stack = launch.stack.spare_capacity_mut();
     // The stack grows down: hand over its 16-byte aligned top.
     let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
     let args: *const ChildArgs = &launch.args;
     let mut pidfd: libc::c_int = -1;
-    let flags =
-        libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_PIDFD | libc::SIGCHLD | WAIT_FOR_EXEC;
+    let flags = libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_PIDFD | libc::SIGCHLD;
+    let flags = if wait {
+        flags | libc::CLONE_VFORK
+    } else {
+        flags | WAIT_FOR_EXEC
+    };
     let on_main = nix::unistd::gettid() == nix::unistd::getpid();
     {
         let mut spawned = lock_spawned();
@@ -961,6 +984,8 @@ impl Child {
 
     fn reaped(&mut self, status: ExitStatus) -> Option<ExitStatus> {
         self.status = Some(status);
+        // Its output ends once its other writers (descendants that kept them) are gone too.
+        self.output_ends = None;
         lock_spawned().pids.remove(&self.pid);
         self.status
     }
@@ -1078,6 +1103,44 @@ mod tests {
         assert!(out.contains("PATH=/usr/bin:/bin"), "{out}");
     }
 
+    #[tokio::test]
+    async fn output_ends_close_once_the_child_is_reaped_not_when_it_closes_them() {
+        let mut s = spawn(&program("/bin/sh", &["-c", "exec >&- 2>&-; exec sleep 30"]))
+            .await
+            .unwrap();
+        let pid = s.child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{pid}/fd/1")).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child kept its stdout"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // The child's copies are closed; ours keep the pipe open (end of file would come at once).
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            tokio::io::AsyncReadExt::read(&mut s.stdout, &mut buf),
+        )
+        .await;
+        assert!(read.is_err(), "end of file before the child was reaped");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        s.child.wait().await.unwrap();
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read(&mut s.stdout, &mut buf),
+        )
+        .await
+        .expect("end of file once reaped")
+        .unwrap();
+        assert_eq!(n, 0);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_children_at_once_each_get_their_own_pipes() {
         // More spawns at once than there are slots: each child must get its own pipe ends.
@@ -1090,6 +1153,8 @@ mod tests {
                 ))
                 .await
                 .expect("spawn");
+                // Its output ends close once it is reaped (we hold copies until then).
+                assert!(s.child.wait().await.unwrap().success());
                 let (mut out, mut err) = (String::new(), String::new());
                 tokio::io::AsyncReadExt::read_to_string(&mut s.stdout, &mut out)
                     .await
@@ -1097,7 +1162,6 @@ mod tests {
                 tokio::io::AsyncReadExt::read_to_string(&mut s.stderr, &mut err)
                     .await
                     .unwrap();
-                assert!(s.child.wait().await.unwrap().success());
                 (i, out, err)
             })
         });

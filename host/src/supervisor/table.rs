@@ -55,6 +55,8 @@ pub(super) struct Sample {
 pub(super) struct Entry {
     pub name: Arc<str>,
     pub spec: Arc<ProcessSpec>,
+    /// Its program, prepared at its first start for every run of `spec`.
+    pub program: Option<Result<Arc<super::spawn::Prepared>, String>>,
     pub phase: Phase,
     /// Its colour in the output, kept across reloads.
     pub colour: usize,
@@ -98,6 +100,7 @@ impl Entry {
             backoff: Backoff::new(spec.restart.clone()),
             hooks: Hooks::new(&spec.lifecycle_hooks, extensions),
             spec,
+            program: None,
             phase: Phase::Pending,
             colour,
             restarts: 0,
@@ -139,6 +142,7 @@ impl Entry {
             self.backoff = Backoff::new(spec.restart.clone());
         }
         self.spec = spec;
+        self.program = None;
     }
 }
 

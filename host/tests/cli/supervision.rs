@@ -45,7 +45,7 @@ fn sighup_reloads_adds_removes_restarts_changed_and_dependents_and_keeps_the_res
         &dir,
         r#"
 processes:
-  - { name: a, path: CHILD, args: [--name, a, --tick, 1000] }
+  - { name: a, path: CHILD, args: [--name, a, --tick, 50] }
   - { name: b, path: CHILD, args: [--name, b], dependencies: [a] }
   - { name: keep, path: CHILD, args: [--name, keep] }
   - { name: d, path: CHILD, args: [--name, d], dependencies: [keep] }
@@ -58,6 +58,10 @@ processes:
         "{report}"
     );
     let (a2, b2) = (new_pid_of(&pilot, "a", a), new_pid_of(&pilot, "b", b));
+    // The new `a` runs with its new arguments (a program is prepared once per spec, not per run).
+    wait_until("the changed `a` ticks", SOON, || {
+        pilot.stdout_text().contains("a tick 1")
+    });
     pilot.wait_log("d: started, pid ", SOON);
     wait_until(
         "the removed and the replaced children are gone",

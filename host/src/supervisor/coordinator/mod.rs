@@ -176,6 +176,15 @@ impl Coordinator {
         entry.then = Then::Stay(String::new());
         let (stop, stop_rx) = oneshot::channel();
         entry.stop = Some(stop);
+        let base_env = &self.ctx.base_env;
+        let program = entry
+            .program
+            .get_or_insert_with(|| {
+                super::run::program(&entry.spec, base_env)
+                    .prepare()
+                    .map_err(|e| e.to_string())
+            })
+            .clone();
         let run = Run {
             name: entry.name.clone(),
             gen: entry.gen,
@@ -189,7 +198,7 @@ impl Coordinator {
             printer: self.ctx.printer.clone(),
             colour_index: entry.colour,
             guard: self.ctx.guard.clone(),
-            base_env: self.ctx.base_env.clone(),
+            program,
             adopt: self.ctx.adopt,
             to: tx,
             stop: stop_rx,
