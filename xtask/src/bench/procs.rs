@@ -197,6 +197,8 @@ pub struct Host {
     child: Child,
     log: Arc<Log>,
     reader: Option<std::thread::JoinHandle<()>>,
+    /// The file pilot-host logs to, read only when asked ([`Host::run_quiet`]).
+    file: Option<PathBuf>,
 }
 
 impl Host {
@@ -225,7 +227,42 @@ impl Host {
             child,
             log,
             reader: Some(reader),
+            file: None,
         })
+    }
+
+    /// Starts pilot-host on `manifest` with its log going to the file `log`, read only when asked: no
+    /// thread here waits on pilot-host's output, so none is woken by a log line while pilot-host
+    /// works. For sub-millisecond latencies on 2 CPUs, where a woken reader takes one of them.
+    pub fn run_quiet(paths: &Paths, manifest: &Path, log: &Path) -> Result<Host, String> {
+        let file = std::fs::File::create(log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let child = Command::new(&paths.host)
+            .arg("run")
+            .arg(manifest)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", paths.host.display()))?;
+        Ok(Host {
+            child,
+            log: Arc::default(),
+            reader: None,
+            file: Some(log.to_path_buf()),
+        })
+    }
+
+    /// Reads the log file again, for a quiet host.
+    fn refresh(&self) {
+        if let Some(text) = self
+            .file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+        {
+            *self.log.lines.lock().unwrap() = text.lines().map(str::to_string).collect();
+        }
     }
 
     /// Returns pilot-host's pid.
@@ -235,6 +272,7 @@ impl Host {
 
     /// Returns the log lines containing `needle`.
     pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.refresh();
         let lines = self.log.lines.lock().unwrap();
         lines
             .iter()
@@ -251,6 +289,7 @@ impl Host {
         timeout: Duration,
     ) -> Result<Vec<String>, String> {
         let deadline = Instant::now() + timeout;
+        self.refresh();
         let mut lines = self.log.lines.lock().unwrap();
         loop {
             let found: Vec<String> = lines
@@ -265,6 +304,13 @@ impl Host {
             if now >= deadline {
                 let tail = lines[lines.len().saturating_sub(20)..].join("\n");
                 return Err(format!("pilot-host logged {} of {n} lines with `{needle}` within {timeout:?}; last lines:\n{tail}", found.len()));
+            }
+            if self.file.is_some() {
+                drop(lines);
+                std::thread::sleep((deadline - now).min(Duration::from_millis(5)));
+                self.refresh();
+                lines = self.log.lines.lock().unwrap();
+                continue;
             }
             lines = self
                 .log
