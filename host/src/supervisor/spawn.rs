@@ -218,13 +218,14 @@ pub fn prepare(processes: usize) {
     reserve_descriptors(processes);
 }
 
-/// Grows the descriptor table once to what `processes` children need (two pipes and a pidfd each,
-/// a file the sampler keeps, an exec pipe while they start), within the open-file limit. A table
+/// Grows the descriptor table once to what `processes` children need (each: the read ends of its
+/// two output pipes and our copies of their write ends, a pidfd, a file the sampler keeps, an exec
+/// pipe while it starts), within the open-file limit. A table
 /// shared by threads waits for an RCU grace period (`synchronize_rcu`, milliseconds) each time it
 /// grows; measured here, growing it step by step while 100 children started held a worker for most
 /// of 50 ms. The command line calls this while pilot-host has one thread, when growing costs nothing.
 pub fn reserve_descriptors(processes: usize) {
-    let want = (processes * 5 + 256).next_power_of_two();
+    let want = (processes * 8 + 256).next_power_of_two();
     let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map_or(1024, |(soft, _)| soft);
     let top = want
