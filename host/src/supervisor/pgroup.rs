@@ -195,9 +195,9 @@ pub async fn stop(
 /// ([`Guard::fork`]); a library caller, already threaded, starts `pilot-host __guard RUN`
 /// ([`Guard::start`]).
 ///
-/// The guard reads what has arrived, then sleeps [`GUARD_NAP`]: pilot-host's writes do not wake it
-/// (a wake-up per spawn and per exit cost as much as the spawn's own bookkeeping), and it still acts
-/// within that nap of pilot-host's death. The pipe is made large enough for the writes of a nap.
+/// The guard reads what has arrived, then sleeps [`GUARD_NAP`]: only the first write after a quiet
+/// spell wakes it, not each of a burst (a wake-up per spawn and per exit cost as much as the spawn's
+/// own bookkeeping), and it still acts within that nap of pilot-host's death. The pipe is made large enough for the writes of a nap.
 ///
 /// A run forgets its group lazily ([`Guard::forget`]): the removal is written with the next
 /// registration, or [`REMOVAL_DELAY`] later. A restart then writes to the guard once, after its new

@@ -36,8 +36,8 @@
 //! the descriptors below `ABOVE`: pilot-host's first few, and the [`Slots`], socket pairs made low at
 //! the first spawn. Pilot-host sends the child's stdout, stderr and exec pipe ends on the slot it
 //! leased for this spawn (SCM_RIGHTS), and keeps a copy of the output ends only (see `Child`); the
-//! child receives them in its own table and frees the slot. Before exec the child marks every descriptor but its stdin, stdout and stderr
-//! close-on-exec: a child starts with those three only.
+//! child receives them in its own table and frees the slot. Before exec the child marks every
+//! descriptor but its stdin, stdout and stderr close-on-exec: a child starts with those three only.
 //!
 //! The pidfd waits for the exit and reaps exactly this child (`waitid(P_PIDFD)`), so nothing else in
 //! pilot-host ever has to call `waitpid(-1)` and steal another child's status.
@@ -220,10 +220,9 @@ pub fn prepare(processes: usize) {
 
 /// Grows the descriptor table once to what `processes` children need (each: the read ends of its
 /// two output pipes and our copies of their write ends, a pidfd, a file the sampler keeps, an exec
-/// pipe while it starts), within the open-file limit. A table
-/// shared by threads waits for an RCU grace period (`synchronize_rcu`, milliseconds) each time it
-/// grows; measured here, growing it step by step while 100 children started held a worker for most
-/// of 50 ms. The command line calls this while pilot-host has one thread, when growing costs nothing.
+/// pipe while it starts), within the open-file limit. A table shared by threads waits for an RCU
+/// grace period (`synchronize_rcu`, milliseconds) each time it grows; measured here, growing it step
+/// by step while 100 children started held a worker for most of 50 ms. The command line calls this while pilot-host has one thread, when growing costs nothing.
 pub fn reserve_descriptors(processes: usize) {
     let want = (processes * 8 + 256).next_power_of_two();
     let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
@@ -582,15 +581,24 @@ pub async fn spawn(program: &Program) -> io::Result<Spawned> {
 pub async fn spawn_prepared(prepared: &Arc<Prepared>) -> io::Result<Spawned> {
     let mut launch = Launch::new(prepared);
     let slots = Slots::get()?;
+    // A spawn on its own waits in the clone until its child exec'd or exited (CLONE_VFORK); among
+    // others under way it goes on at once, and an exec pipe tells (see the module doc).
+    let (_under_way, alone) = UnderWay::begin();
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
     let (out_r, out_w) = nix::unistd::pipe2(cloexec)?;
     let (err_r, err_w) = nix::unistd::pipe2(cloexec)?;
-    let (exec_r, exec_w) = nix::unistd::pipe2(cloexec | nix::fcntl::OFlag::O_NONBLOCK)?;
+    let exec = if alone {
+        None
+    } else {
+        Some(nix::unistd::pipe2(cloexec | nix::fcntl::OFlag::O_NONBLOCK)?)
+    };
     let (slot, lease) = slots.lease().await;
-    let sent = slot.send([&out_w, &err_w, &exec_w]);
+    // The third end is the exec pipe's, or /dev/null for a spawn that waits (it needs no pipe).
+    let third = exec.as_ref().map_or(&slots.null, |(_, w)| w);
+    let sent = slot.send([&out_w, &err_w, third]);
     // The message holds the exec pipe's write end now; we keep the output pipes' write ends until the
     // child is reaped (see [`Child::reaped`]).
-    drop(exec_w);
+    let exec_r = exec.map(|(r, _)| r);
     if let Err(e) = sent {
         slot.lease.store(0, Ordering::Release);
         return Err(e);
@@ -600,9 +608,6 @@ pub async fn spawn_prepared(prepared: &Arc<Prepared>) -> io::Result<Spawned> {
     launch.args.busy = &slot.lease;
     launch.args.lease = lease;
     launch.args.above = slots.above;
-    let (_under_way, alone) = UnderWay::begin();
-    // A spawn on its own waits in the clone until its child exec'd or exited (CLONE_VFORK); among
-    // others under way it goes on at once, and the exec pipe tells (see the module doc).
     let (pid, pidfd, launch) = match clone_child(launch, alone) {
         Ok(cloned) => cloned,
         Err(e) => {
@@ -618,21 +623,22 @@ pub async fn spawn_prepared(prepared: &Arc<Prepared>) -> io::Result<Spawned> {
         status: None,
         output_ends: Some((out_w, err_w)),
     };
-    if alone {
+    match exec_r {
         // The child has exec'd or exited, so it uses the launch no more; a message it did not take,
         // it never will.
-        slot.reclaim(lease);
-    } else {
+        None => slot.reclaim(lease),
         // End of file once the child exec'd or exited. If it dies before it took its pipe ends, the
         // exec pipe stays open in the slot's message: its exit tells, and the message is taken back.
         // An error leaves the child's use of the launch unknown: it is leaked, not freed.
-        let mut exec = pipe::Receiver::from_owned_fd(exec_r)?;
-        tokio::select! {
-            biased;
-            done = until_eof(&mut exec) => done?,
-            _ = child.exited() => {
-                slot.reclaim(lease);
-                until_eof(&mut exec).await?;
+        Some(exec_r) => {
+            let mut exec = pipe::Receiver::from_owned_fd(exec_r)?;
+            tokio::select! {
+                biased;
+                done = until_eof(&mut exec) => done?,
+                _ = child.exited() => {
+                    slot.reclaim(lease);
+                    until_eof(&mut exec).await?;
+                }
             }
         }
     }
@@ -663,7 +669,7 @@ async fn until_eof(pipe: &mut pipe::Receiver) -> io::Result<()> {
     Ok(())
 }
 
-/// Spawns between their clone and their exec (or failure).
+/// Spawns under way, from their pipes to their child's exec (or failure).
 static UNDER_WAY: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts a spawn under way until dropped.
@@ -860,7 +866,7 @@ extern "C" fn child_main(raw: *mut libc::c_void) -> libc::c_int {
     );
     // SAFETY: `busy` is the slot's lease, in pilot-host's memory, which we share.
     let _ = unsafe { &*a.busy }.compare_exchange(a.lease, 0, Ordering::Release, Ordering::Relaxed);
-    // The exec pipe's end stays open (close-on-exec) until the exec, or the exit, closes it.
+    // The exec pipe's end (or /dev/null) stays open, close-on-exec, until the exec or the exit.
     let [out, err, _exec] = match received {
         Ok(fds) => fds.map(|fd| fd.into_raw_fd()),
         Err(e) => fail(a, Step::Files, e),
