@@ -9,7 +9,7 @@
 # reactor adapter. Tools and inputs come from the environment, with these defaults:
 #
 #     WIT_BINDGEN=wit-bindgen  WASM_TOOLS=wasm-tools  CC=clang
-#     PILOT_WIT=<this folder>/wit        the WIT contract (pilot:plugin@0.1.0)
+#     PILOT_WIT=<this folder>/wit        the WIT contract (pilot:plugin@0.1.1)
 #     PILOT_ADAPTER=<this folder>/wasi_snapshot_preview1.reactor.wasm
 #     CFLAGS="-O2"                       extra flags for clang
 set -eu

@@ -5,7 +5,7 @@
  * A plugin fills one `pilot_plugin_t` with PILOT_PLUGIN(...): its name, version, the names it
  * provides and the callbacks it implements. Every callback is optional; names `describe` does not list
  * never reach a callback (the SDK answers them with `unknown-name`, as do missing callbacks). The
- * generated bindings of the WIT contract (`pilot:plugin@0.1.0`) stay inside the SDK.
+ * generated bindings of the WIT contract (`pilot:plugin@0.1.1`) stay inside the SDK.
  *
  *     #include "pilot_plugin_sdk.h"
  *

@@ -21,7 +21,7 @@
 // `InvalidConfig`, `UnknownName`, `Unavailable` or `Failed` and the host gets that error as data; any
 // other exception is a trap that discards the instance.
 
-import { log as hostLog } from 'pilot:plugin/host@0.1.0';
+import { log as hostLog } from 'pilot:plugin/host@0.1.1';
 
 /** A ready check's "ready" answer. */
 export const READY = Object.freeze({ tag: 'ready' });

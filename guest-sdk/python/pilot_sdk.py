@@ -18,7 +18,7 @@ name `Plugin` in your app module::
 
     Plugin = pilot.export(Patience)
 
-The generated bindings of the WIT contract (`pilot:plugin@0.1.0`) stay inside this module. Errors are
+The generated bindings of the WIT contract (`pilot:plugin@0.1.1`) stay inside this module. Errors are
 exceptions: raise `InvalidConfig`, `UnknownName`, `Unavailable` or `Failed` and the host gets that
 error as data; any other exception is a trap that discards the instance.
 """

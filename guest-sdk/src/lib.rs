@@ -3,7 +3,7 @@
 //!
 //! Implement [`Plugin`] for a type, export it with [`export_plugin!`], and build the crate as a
 //! `cdylib` with `cargo build --release --target wasm32-wasip2`. The generated bindings of the WIT
-//! contract (`pilot:plugin@0.1.0`) stay inside this crate; a plugin only sees the types re-exported
+//! contract (`pilot:plugin@0.1.1`) stay inside this crate; a plugin only sees the types re-exported
 //! here.
 //!
 //! - [`Plugin`]: what a plugin provides; every method but [`Plugin::describe`] has a default.
@@ -11,6 +11,9 @@
 //! - [`log`]: lines in the host's log, tagged with the plugin's name.
 //! - [`ProcessInfo`], [`ReadyStatus`], [`PluginError`], [`LifecycleEvent`], [`ExitStatus`],
 //!   [`ProcessStats`], [`StatAction`]: the data of the contract.
+//! - [`control`]: control plugins (the `pilot-control` world): HTTP endpoints under
+//!   `/plugins/<name>/`, supervisor events and ticks, control calls, outgoing HTTP; exported with
+//!   [`export_control!`].
 //!
 //! ```no_run
 //! use pilot_plugin_sdk::{export_plugin, Description, Params, Plugin, PluginError, ProcessInfo, ReadyStatus};
@@ -42,6 +45,7 @@
 extern crate self as pilot_plugin_sdk;
 
 mod adapter;
+pub mod control;
 pub mod log;
 mod params;
 mod types;
@@ -127,7 +131,7 @@ pub trait Plugin: Default + 'static {
     }
 }
 
-/// Exports a [`Plugin`] type as the component's implementation of `pilot:plugin/plugin@0.1.0`.
+/// Exports a [`Plugin`] type as the component's implementation of `pilot:plugin/plugin@0.1.1`.
 ///
 /// Use it once, in the plugin crate's `lib.rs`, with a type that implements [`Plugin`] (and so
 /// [`Default`]):
@@ -157,11 +161,63 @@ macro_rules! export_plugin {
     };
 }
 
-/// Implementation details used by [`export_plugin!`]; not part of the API.
+/// Exports a [`control::ControlPlugin`] type as the component's implementation of the
+/// `pilot-control` world (`pilot:plugin/control-plugin` and `wasi:http/incoming-handler`).
+///
+/// ```no_run
+/// use pilot_plugin_sdk::control::{ControlDescription, ControlPlugin, Request, Response};
+///
+/// #[derive(Default)]
+/// struct Hello;
+///
+/// impl ControlPlugin for Hello {
+///     fn describe(&self) -> ControlDescription {
+///         ControlDescription::new("hello", "0.1.0")
+///     }
+///
+///     fn handle(&mut self, request: Request) -> Response {
+///         Response::text(200, format!("hello from {}\n", request.path))
+///     }
+/// }
+///
+/// pilot_plugin_sdk::export_control!(Hello);
+/// ```
+#[macro_export]
+macro_rules! export_control {
+    ($plugin:ty) => {
+        const _: () = {
+            type PilotControlExport = $crate::__private::ControlAdapter<$plugin>;
+            $crate::__private::control_bindings::export_control!(
+                PilotControlExport with_types_in $crate::__private::control_bindings
+            );
+        };
+    };
+}
+
+/// Implementation details used by [`export_plugin!`] and [`export_control!`]; not part of the API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::adapter::Adapter;
+    pub use crate::control::adapter::ControlAdapter;
     pub use wit_bindgen::rt;
+
+    /// The bindings of the `pilot-control` world, with the types it shares with `pilot-plugin`
+    /// taken from [`bindings`].
+    #[allow(missing_docs)]
+    pub mod control_bindings {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "pilot-control",
+            pub_export_macro: true,
+            export_macro_name: "export_control",
+            runtime_path: "pilot_plugin_sdk::__private::rt",
+            with: {
+                "pilot:plugin/types@0.1.1": crate::__private::bindings::pilot::plugin::types,
+                "pilot:plugin/host@0.1.1": crate::__private::bindings::pilot::plugin::host,
+            },
+            generate_all,
+        });
+    }
 
     /// The bindings of `wit/`, generated once, here.
     #[allow(missing_docs)]

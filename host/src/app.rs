@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::extension::{Extensions, NoExtensions};
 use crate::manifest::{self, Catalog, Loaded, ManifestError};
-use crate::plugin::{self, LoadedPlugin, PluginHost, PluginSet};
+use crate::plugin::{self, ControlPlugins, LoadedControl, LoadedPlugin, PluginHost, PluginSet};
 use crate::supervisor::{self, Bus, Event, Guard, Handle, Outcome};
 
 /// How a command failed, which decides the exit code.
@@ -55,6 +55,8 @@ pub struct Prepared {
     pub loaded: Loaded,
     /// The plugins, compiled and described but not configured.
     pub plugins: Vec<LoadedPlugin>,
+    /// The control plugins, compiled and described but not started.
+    pub controls: Vec<LoadedControl>,
     /// The plugin runtime, when a plugin folder was given.
     pub host: Option<PluginHost>,
     /// The names the plugins provide.
@@ -63,8 +65,8 @@ pub struct Prepared {
 
 /// Loads the plugins in `dir` (if any), then the manifest against what they provide; prints warnings.
 pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failure> {
-    let (host, plugins, catalog) = match dir {
-        None => (None, Vec::new(), Catalog::default()),
+    let (host, plugins, controls, catalog) = match dir {
+        None => (None, Vec::new(), Vec::new(), Catalog::default()),
         Some(dir) => {
             if !dir.is_dir() {
                 return Err(Failure::BadInput(anyhow::anyhow!(
@@ -75,7 +77,7 @@ pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failur
             let host = PluginHost::new(plugin::default_cache_dir()).map_err(|e| {
                 Failure::Runtime(anyhow::anyhow!("cannot start the plugin runtime: {e:#}"))
             })?;
-            let (plugins, failed) = host.load_dir(dir).await.map_err(|e| {
+            let (folder, failed) = host.load_dir(dir).await.map_err(|e| {
                 Failure::BadInput(anyhow::anyhow!(
                     "cannot list plugin folder `{}`: {e}",
                     dir.display()
@@ -86,18 +88,18 @@ pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failur
                 return Err(Failure::BadInput(anyhow::anyhow!(
                     "{} of {} plugins in `{}` cannot be used; nothing was started:\n{}",
                     failed.len(),
-                    failed.len() + plugins.len(),
+                    failed.len() + folder.plugins.len() + folder.controls.len(),
                     dir.display(),
                     list.join("\n")
                 )));
             }
-            let catalog = plugin::catalog(&plugins).map_err(|clashes| {
+            let catalog = plugin::folder_catalog(&folder).map_err(|clashes| {
                 Failure::BadInput(anyhow::anyhow!(
                     "plugins clash:\n  - {}",
                     clashes.join("\n  - ")
                 ))
             })?;
-            (Some(host), plugins, catalog)
+            (Some(host), folder.plugins, folder.controls, catalog)
         }
     };
     let loaded = {
@@ -112,9 +114,31 @@ pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failur
     Ok(Prepared {
         loaded,
         plugins,
+        controls,
         host,
         catalog,
     })
+}
+
+/// Prints one line per control plugin: where it is served, and whether it was compiled or loaded
+/// from the cache.
+pub fn describe_controls(controls: &[LoadedControl]) {
+    for c in controls {
+        let d = &c.description;
+        let how = if c.from_cache {
+            "loaded from the compile cache"
+        } else {
+            "compiled"
+        };
+        println!(
+            "control plugin `{}` {} ({}, {how} in {:.1} ms): serves /plugins/{}/",
+            d.name,
+            crate::manifest::escape_controls(&d.version),
+            c.file.file_name().unwrap_or_default().to_string_lossy(),
+            c.compile_time.as_secs_f64() * 1000.0,
+            d.name
+        );
+    }
 }
 
 /// Prints one line per plugin: what it provides, and whether it was compiled or loaded from the cache.
@@ -161,8 +185,33 @@ pub async fn run(
     crate::supervisor::pgroup::raise_nofile_limit();
     let prepared = prepare(&config.manifest, config.plugins.as_deref()).await?;
     describe_plugins(&prepared.plugins);
+    describe_controls(&prepared.controls);
     let manifest = prepared.loaded.manifest;
     let events = Bus::new();
+    let plugin_events: crate::extension::PluginEventSink = {
+        let events = events.clone();
+        Arc::new(move |event| events.send(Event::Plugin(event)))
+    };
+    let handle_cell = plugin::control::HandleCell::default();
+    let controls = match &prepared.host {
+        Some(host) if !manifest.control_plugins.is_empty() => ControlPlugins::start(
+            host,
+            &prepared.controls,
+            &manifest,
+            &events,
+            handle_cell.clone(),
+            plugin_events.clone(),
+        )
+        .await
+        .map_err(|errors| {
+            Failure::BadInput(anyhow::anyhow!(
+                "control plugins cannot start; nothing was started:\n  - {}",
+                errors.join("\n  - ")
+            ))
+        })?,
+        _ => ControlPlugins::default(),
+    };
+    let controls = Arc::new(controls);
     let extensions: Arc<dyn Extensions> = match prepared.host {
         None => Arc::new(NoExtensions),
         Some(host) => Arc::new(
@@ -213,12 +262,15 @@ pub async fn run(
     };
     let signals = Signals::new()?;
     let supervisor = supervisor::start(manifest, options);
+    let _ = handle_cell.set(supervisor.handle());
     tokio::spawn(signals.serve(supervisor.handle(), shutdown));
-    let _control = control.serve(crate::control::Backend::new(
-        supervisor.handle(),
-        stats_interval,
-    ));
+    let _control = control.serve(
+        crate::control::Backend::new(supervisor.handle(), stats_interval)
+            .with_control_plugins(controls.clone()),
+    );
     let outcome = supervisor.wait().await;
+    // Control plugins stop after the processes, with the events of the final stop delivered.
+    controls.stop().await;
     if let Some(guard) = &guard {
         guard.ended_cleanly();
     }

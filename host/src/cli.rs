@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 pub use crate::app::Failure;
-use crate::app::{self, describe_plugins, prepare};
+use crate::app::{self, describe_controls, describe_plugins, prepare};
 use crate::graph::DepGraph;
 use crate::manifest::{self, Catalog};
 use crate::render::{self, GraphFormat};
@@ -210,6 +210,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn validate(path: &Path, plugins: Option<&Path>) -> Result<(), Failure> {
     let prepared = runtime()?.block_on(prepare(path, plugins))?;
     describe_plugins(&prepared.plugins);
+    describe_controls(&prepared.controls);
     let m = &prepared.loaded.manifest;
     let graph = DepGraph::new(
         m.processes

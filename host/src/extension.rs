@@ -154,6 +154,20 @@ pub enum PluginEvent {
         /// The plugin.
         plugin: String,
     },
+    /// A control plugin tried something its grants do not allow (reported once per kind).
+    Denied {
+        /// The plugin.
+        plugin: String,
+        /// What it tried, and the grant that would allow it.
+        what: String,
+    },
+    /// A control plugin's event queue overflowed and events were dropped for it.
+    EventsDropped {
+        /// The plugin.
+        plugin: String,
+        /// How many events.
+        count: u64,
+    },
     /// Log lines of the plugin were dropped by the rate limit.
     LogDropped {
         /// The plugin.

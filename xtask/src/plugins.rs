@@ -16,10 +16,12 @@ const GUESTS: &[(&str, &str)] = &[
     ("file-ready", "examples"),
     ("mem-guard", "examples"),
     ("event-log", "examples"),
+    ("webhook-notify", "examples"),
     ("hostile", "hostile"),
     ("describe-trap", "hostile"),
     ("probe", "hostile"),
     ("bad-names", "hostile"),
+    ("control-probe", "control"),
     ("wit-next-minor", "wit"),
     ("wit-next-patch", "wit"),
 ];

@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -36,7 +36,10 @@ pub fn router(backend: Backend, token: Option<Arc<str>>) -> Router {
         .route("/v1/plugins", get(plugins))
         .route("/v1/reload", post(reload))
         .route("/v1/shutdown", post(shutdown))
-        .route("/metrics", get(metrics::metrics));
+        .route("/metrics", get(metrics::metrics))
+        .route("/plugins/{name}", any(super::plugins::root))
+        .route("/plugins/{name}/", any(super::plugins::root))
+        .route("/plugins/{name}/{*rest}", any(super::plugins::nested));
     if let Some(token) = token {
         api = api.route_layer(middleware::from_fn_with_state(token, require_token));
     }

@@ -10,6 +10,7 @@ use super::model::{LogLineView, ProcessDetail, ProcessView};
 use super::view::{line_view, spec_json, view};
 use crate::extension::PluginStatus;
 use crate::manifest::Manifest;
+use crate::plugin::ControlPlugins;
 pub use crate::supervisor::Until;
 use crate::supervisor::{ControlError, Handle, LogLine, ReloadError, ReloadReport, Subscription};
 
@@ -22,6 +23,7 @@ pub struct Backend {
     /// Woken by the first receiver of the stats feed, so that nobody listening costs no wake-up.
     listening: Arc<tokio::sync::Notify>,
     stats_interval: Duration,
+    controls: Arc<ControlPlugins>,
 }
 
 impl Backend {
@@ -32,7 +34,19 @@ impl Backend {
             stats: broadcast::channel(4).0,
             listening: Arc::new(tokio::sync::Notify::new()),
             stats_interval,
+            controls: Arc::default(),
         }
+    }
+
+    /// Serves `controls` under `/plugins/<name>/` and lists them with the plugins.
+    pub fn with_control_plugins(mut self, controls: Arc<ControlPlugins>) -> Backend {
+        self.controls = controls;
+        self
+    }
+
+    /// Returns the running control plugins.
+    pub fn control_plugins(&self) -> &ControlPlugins {
+        &self.controls
     }
 
     /// Returns a receiver of the samples `{"type": "stats", "processes": [...]}` (as JSON text).
@@ -108,9 +122,11 @@ impl Backend {
         self.handle.manifest().await
     }
 
-    /// Returns what can be read about each plugin.
+    /// Returns what can be read about each plugin, control plugins included.
     pub fn plugins(&self) -> Vec<PluginStatus> {
-        self.handle.plugins()
+        let mut all = self.handle.plugins();
+        all.extend(self.controls.status());
+        all
     }
 
     /// Starts `name` if it is not running, and answers once `until` holds.

@@ -15,6 +15,7 @@ mod error;
 mod metrics;
 pub mod model;
 pub mod paths;
+mod plugins;
 mod serve;
 mod stream;
 mod view;

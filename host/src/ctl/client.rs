@@ -78,6 +78,25 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Response<Incoming>, ClientError> {
+        match body {
+            Some(json) => {
+                let bytes = Bytes::from(json.to_string());
+                self.send_bytes(method, path, Some("application/json"), bytes)
+                    .await
+            }
+            None => self.send_bytes(method, path, None, Bytes::new()).await,
+        }
+    }
+
+    /// Sends a request with `body` (of `content_type`) and returns the answer with its body still
+    /// streaming.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, ClientError> {
         let connect = |e| ClientError::Connect {
             target: self.target.to_string(),
             source: e,
@@ -112,14 +131,12 @@ impl Client {
         if let Target::Tcp { token, .. } = &self.target {
             request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        let body = match body {
-            Some(json) => {
-                request = request.header(hyper::header::CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(json.to_string()))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        let request = request.body(body).expect("a request from valid parts");
+        if let Some(content_type) = content_type {
+            request = request.header(hyper::header::CONTENT_TYPE, content_type);
+        }
+        let request = request
+            .body(Full::new(body))
+            .expect("a request from valid parts");
         sender.send_request(request).await.map_err(http)
     }
 

@@ -85,6 +85,26 @@ pub enum CtlCommand {
     Reload,
     /// Stop every process in order and end pilot-host.
     Shutdown,
+    /// Send a request to a control plugin (`/plugins/NAME/PATH`) and print its answer's body.
+    Plugin {
+        /// The control plugin.
+        name: String,
+        /// The path under the plugin's mount point, e.g. `/health` (a query may follow).
+        #[arg(default_value = "/")]
+        path: String,
+        /// The HTTP method.
+        #[arg(short = 'X', long, default_value = "GET")]
+        method: String,
+        /// The request body (`@FILE` reads it from a file, `-` from standard input).
+        #[arg(short = 'd', long)]
+        data: Option<String>,
+        /// The body's content type.
+        #[arg(long, default_value = "application/json")]
+        content_type: String,
+        /// Print the status line and headers before the body.
+        #[arg(short = 'i', long)]
+        include: bool,
+    },
 }
 
 /// Why `ctl` stopped.
@@ -301,8 +321,94 @@ async fn command(client: &Client, command: &CtlCommand) -> Result<(), Stop> {
             let _: serde_json::Value = json(client, Method::POST, "/v1/shutdown", None).await?;
             println!("pilot-host is shutting down");
         }
+        CtlCommand::Plugin {
+            name,
+            path,
+            method,
+            data,
+            content_type,
+            include,
+        } => {
+            plugin(
+                client,
+                name,
+                path,
+                method,
+                data.as_deref(),
+                content_type,
+                *include,
+            )
+            .await?
+        }
     }
     Ok(())
+}
+
+/// `ctl plugin`: one request to a control plugin; exit 0 on a 2xx answer, 1 otherwise.
+async fn plugin(
+    client: &Client,
+    name: &str,
+    path: &str,
+    method: &str,
+    data: Option<&str>,
+    content_type: &str,
+    include: bool,
+) -> Result<(), Stop> {
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+        Stop::Usage(format!(
+            "`-X {method}` is not an HTTP method; e.g. `-X POST`"
+        ))
+    })?;
+    let body = match data {
+        None => bytes::Bytes::new(),
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .map_err(|e| Stop::Usage(format!("cannot read standard input: {e}")))?;
+            buf.into()
+        }
+        Some(d) => match d.strip_prefix('@') {
+            Some(file) => std::fs::read(file)
+                .map_err(|e| Stop::Usage(format!("cannot read `{file}` for `-d @{file}`: {e}")))?
+                .into(),
+            None => bytes::Bytes::from(d.to_string()),
+        },
+    };
+    let path = format!(
+        "/plugins/{}/{}",
+        segment(name),
+        path.trim_start_matches('/')
+    );
+    let content_type = data.map(|_| content_type);
+    let response = client.send_bytes(method, &path, content_type, body).await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| Stop::Refused(format!("the answer's body broke off: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    if include {
+        let _ = writeln!(out, "{status}");
+        for (k, v) in &headers {
+            let _ = writeln!(out, "{k}: {}", String::from_utf8_lossy(v.as_bytes()));
+        }
+        let _ = writeln!(out);
+    }
+    if status.is_success() {
+        let _ = out.write_all(&bytes);
+        let _ = out.flush();
+        return Ok(());
+    }
+    let is_plugin_answer = headers.contains_key(hyper::header::CONTENT_SECURITY_POLICY);
+    if is_plugin_answer {
+        let _ = out.write_all(&bytes);
+        let _ = out.flush();
+        return Err(Stop::Refused(format!(
+            "control plugin `{name}` answered {status}"
+        )));
+    }
+    Err(refusal(status, &bytes))
 }
 
 fn report(done: &str, reply: &ActionReply) {

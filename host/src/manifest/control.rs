@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
+pub(super) use super::control_plugins::{control_plugins, grants};
 use super::model::ControlServer;
 use super::raw::{RawControlServer, RawControlSettings};
 use super::resolve::{absolute, shown};
@@ -10,23 +11,29 @@ use super::validate::Checker;
 
 const FIELD: &str = "control_server";
 
-/// Checks `control_server`; `None` when it is invalid or names a server pilot-host does not provide.
-pub(super) fn control_server(c: &mut Checker, raw: &RawControlServer) -> Option<ControlServer> {
+/// Checks `control_server`: the built-in server's settings (`None` when invalid or not asked for),
+/// and the control plugin it names, if it names one (checked by `control_plugins`).
+pub(super) fn control_server(
+    c: &mut Checker,
+    raw: &RawControlServer,
+) -> (Option<ControlServer>, Option<String>) {
     match raw {
         RawControlServer::Name(name) if name.trim().is_empty() => {
             c.problem(
                 None,
                 FIELD,
-                "is empty; name a control server (`http` or `tcp`) or give settings, e.g. `control_server: { listen: \"127.0.0.1:7070\" }`",
+                "is empty; name a control server (`http`, `tcp` or a control plugin's name) or give settings, e.g. `control_server: { listen: \"127.0.0.1:7070\" }`",
             );
-            None
+            (None, None)
         }
-        RawControlServer::Name(name) => named(c, name),
-        RawControlServer::Settings(s) => settings(c, s),
+        RawControlServer::Name(name) if name == "http" || name == "tcp" => (named(name), None),
+        // Process Pilot's `control_server: my_server`: a control plugin.
+        RawControlServer::Name(name) => (None, Some(name.clone())),
+        RawControlServer::Settings(s) => (settings(c, s), None),
     }
 }
 
-fn named(c: &mut Checker, name: &str) -> Option<ControlServer> {
+fn named(name: &str) -> Option<ControlServer> {
     let parse = |a: &str| a.parse::<SocketAddr>().expect("a valid default address");
     match name {
         "http" => Some(ControlServer {
@@ -37,14 +44,7 @@ fn named(c: &mut Checker, name: &str) -> Option<ControlServer> {
             process_pilot: Some(parse(ControlServer::PROCESS_PILOT_LISTEN)),
             ..ControlServer::default()
         }),
-        other => {
-            c.warn(
-                None,
-                FIELD,
-                format!("`{other}` is not a control server pilot-host provides (known: `http`, `tcp`); it is ignored"),
-            );
-            None
-        }
+        _ => None,
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 mod control;
+mod control_plugins;
 mod error;
 mod explain;
 mod model;
@@ -19,8 +20,8 @@ mod validate;
 
 pub use error::{ManifestError, Problem, ProcessRef};
 pub use model::{
-    ControlServer, Manifest, PluginSettings, ProcessSpec, Readiness, ReadyStrategy, RestartPolicy,
-    ShutdownStrategy,
+    ControlGrant, ControlServer, Grants, HttpGrant, Manifest, PluginSettings, ProcessSpec,
+    Readiness, ReadyStrategy, RestartPolicy, ShutdownStrategy,
 };
 pub use names::{escape_controls, plugin_name_problem, PluginNameKind, MAX_PLUGIN_NAME};
 pub use process::{cpu_count, BUILTIN_READY};
@@ -39,6 +40,8 @@ pub struct Catalog {
     pub lifecycle_hooks: BTreeSet<String>,
     /// Stat handler names.
     pub stat_handlers: BTreeSet<String>,
+    /// Control plugin names (also in `plugins`).
+    pub control_plugins: BTreeSet<String>,
     /// Accept any plugin name (for commands that do not run plugins, such as `graph`).
     pub accept_any: bool,
 }

@@ -25,6 +25,9 @@ pub struct Manifest {
     pub ready_check_interval: Duration,
     /// Per-plugin limits and grants.
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// Control plugins to run, in the order named (`control_server: NAME` first, then
+    /// `control_plugins`), each once.
+    pub control_plugins: Vec<String>,
     /// The processes, in file order.
     pub processes: Vec<ProcessSpec>,
     /// What the file said, for round-tripping.
@@ -198,4 +201,88 @@ pub struct PluginSettings {
     pub allow_env: Vec<String>,
     /// Configuration for the plugin's init.
     pub config: Option<serde_json::Value>,
+    /// What a control plugin may do.
+    pub grants: Grants,
+}
+
+/// What a control plugin may do; nothing by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Grants {
+    /// Control calls it may make.
+    pub control: std::collections::BTreeSet<ControlGrant>,
+    /// Destinations of its outgoing HTTP requests.
+    pub http: Vec<HttpGrant>,
+}
+
+/// A kind of control call a plugin may be granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ControlGrant {
+    /// Processes, stats, the manifest, logs.
+    Read,
+    /// Starting processes.
+    Start,
+    /// Stopping processes.
+    Stop,
+    /// Restarting processes.
+    Restart,
+    /// Reloading the manifest.
+    Reload,
+}
+
+impl ControlGrant {
+    /// Every grant, in the order messages list them.
+    pub const ALL: [ControlGrant; 5] = [
+        ControlGrant::Read,
+        ControlGrant::Start,
+        ControlGrant::Stop,
+        ControlGrant::Restart,
+        ControlGrant::Reload,
+    ];
+
+    /// Returns its name in the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            ControlGrant::Read => "read",
+            ControlGrant::Start => "start",
+            ControlGrant::Stop => "stop",
+            ControlGrant::Restart => "restart",
+            ControlGrant::Reload => "reload",
+        }
+    }
+
+    /// Returns the grant called `name`.
+    pub fn parse(name: &str) -> Option<ControlGrant> {
+        ControlGrant::ALL.into_iter().find(|g| g.name() == name)
+    }
+}
+
+/// A destination a control plugin may send HTTP requests to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpGrant {
+    /// The host name or IP address, lowercase, without brackets.
+    pub host: String,
+    /// The port; `None`: 80 and 443.
+    pub port: Option<u16>,
+}
+
+impl HttpGrant {
+    /// Returns whether a request to `host` on `port` is granted.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_matches(['[', ']']);
+        self.host.eq_ignore_ascii_case(host)
+            && match self.port {
+                Some(p) => p == port,
+                None => port == 80 || port == 443,
+            }
+    }
+}
+
+impl std::fmt::Display for HttpGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.port, self.host.contains(':')) {
+            (Some(p), true) => write!(f, "[{}]:{p}", self.host),
+            (Some(p), false) => write!(f, "{}:{p}", self.host),
+            (None, _) => f.write_str(&self.host),
+        }
+    }
 }

@@ -41,6 +41,11 @@ pub struct RawManifest {
     /// Example: `plugins: { http-ready: { allow_tcp: ["127.0.0.1:8080"] } }`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugins: Option<BTreeMap<String, RawPluginSettings>>,
+    /// Control plugins to run beside the built-in control plane, each serving HTTP under
+    /// `/plugins/<name>/` (`control_server: NAME` adds one more, as in Process Pilot).
+    /// Example: `control_plugins: [ops-endpoints, webhook-notify]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plugins: Option<Vec<String>>,
 }
 
 /// One process entry.
@@ -184,8 +189,8 @@ pub struct RawRestart {
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawControlServer {
-    /// A named control server: `http` (the HTTP API on 127.0.0.1:7070) or `tcp` (Process Pilot's
-    /// protocol on 127.0.0.1:9999). Example: `control_server: tcp`
+    /// A named control server: `http` (the HTTP API on 127.0.0.1:7070), `tcp` (Process Pilot's
+    /// protocol on 127.0.0.1:9999), or a control plugin's name. Example: `control_server: tcp`
     Name(String),
     /// Explicit settings.
     Settings(RawControlSettings),
@@ -249,6 +254,24 @@ pub struct RawPluginSettings {
     /// Configuration handed to the plugin's init, as JSON. Example: `config: { threshold_mib: 200 }`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<serde_json::Value>,
+    /// What a control plugin may do: control calls and outgoing HTTP destinations.
+    /// Example: `grants: { control: [read, restart], http: ["127.0.0.1:9000"] }`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<RawGrants>,
+}
+
+/// What a control plugin may do; nothing by default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrants {
+    /// Control calls it may make: `read` (processes, stats, manifest, logs), `start`, `stop`,
+    /// `restart`, `reload`. Example: `control: [read, restart]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Vec<String>>,
+    /// Hosts it may send HTTP requests to: `host:port`, or `host` for its ports 80 and 443.
+    /// Example: `http: ["127.0.0.1:9000", "hooks.example.com"]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<Vec<String>>,
 }
 
 // `Scalar` and `RawControlServer` deserialize by hand rather than as `untagged` enums, whose errors
@@ -288,7 +311,7 @@ impl<'de> Deserialize<'de> for RawControlServer {
         impl<'de> Visitor<'de> for ControlVisitor {
             type Value = RawControlServer;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a name (`http` or `tcp`) or a mapping of settings (e.g. `listen`)")
+                f.write_str("a name (`http`, `tcp` or a control plugin's) or a mapping of settings (e.g. `listen`)")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawControlServer, E> {
                 Ok(RawControlServer::Name(v.to_string()))

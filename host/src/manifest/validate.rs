@@ -213,10 +213,12 @@ pub(super) fn validate(
         0.1,
         true,
     );
-    let control_server = raw
-        .control_server
-        .as_ref()
-        .and_then(|s| super::control::control_server(&mut c, s));
+    let (control_server, named_plugin) = match raw.control_server.as_ref() {
+        Some(s) => super::control::control_server(&mut c, s),
+        None => (None, None),
+    };
+    let control_plugins =
+        super::control::control_plugins(&mut c, named_plugin, raw.control_plugins.as_deref());
     let plugins = plugin_settings(&mut c, raw.plugins.as_ref());
 
     let (specs, raws) = read_processes(&mut c, processes);
@@ -234,6 +236,7 @@ pub(super) fn validate(
         stats_interval,
         ready_check_interval,
         plugins,
+        control_plugins,
         processes: specs.into_iter().flatten().collect(),
         raw,
     };
@@ -474,6 +477,7 @@ fn plugin_settings(
                 allow_tcp,
                 allow_env: s.allow_env.clone().unwrap_or_default(),
                 config: s.config.clone(),
+                grants: super::control::grants(c, name, s.grants.as_ref()),
             },
         );
     }

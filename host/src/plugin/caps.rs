@@ -37,11 +37,16 @@ pub enum Capability {
     Files,
     /// Sockets and name lookups (`wasi:sockets/*`); TCP granted with `allow_tcp`.
     Network,
+    /// Outgoing HTTP requests (`wasi:http/*`), control plugins only; granted with `grants.http`.
+    Http,
+    /// The supervisor's control calls (`pilot:plugin/control`), control plugins only; granted with
+    /// `grants.control`.
+    Control,
 }
 
 impl Capability {
     /// Every capability, in the order reports list them.
-    pub const ALL: [Capability; 9] = [
+    pub const ALL: [Capability; 11] = [
         Capability::Host,
         Capability::Io,
         Capability::Stdio,
@@ -51,6 +56,8 @@ impl Capability {
         Capability::Random,
         Capability::Files,
         Capability::Network,
+        Capability::Http,
+        Capability::Control,
     ];
 
     /// Returns the capability's name, as `--allow` takes it.
@@ -65,6 +72,8 @@ impl Capability {
             Capability::Random => "random",
             Capability::Files => "files",
             Capability::Network => "network",
+            Capability::Http => "http",
+            Capability::Control => "control",
         }
     }
 
@@ -80,6 +89,10 @@ impl Capability {
             Capability::Random => "randomness",
             Capability::Files => "files (granted with `allow_read` / `allow_write`)",
             Capability::Network => "network (granted with `allow_tcp`)",
+            Capability::Http => "outgoing HTTP (control plugins; granted with `grants.http`)",
+            Capability::Control => {
+                "the supervisor's control calls (control plugins; granted with `grants.control`)"
+            }
         }
     }
 
@@ -93,7 +106,9 @@ impl Capability {
         let (package, rest) = import.split_once('/')?;
         let interface = rest.split('@').next().unwrap_or(rest);
         Some(match (package, interface) {
+            ("pilot:plugin", "control") => Capability::Control,
             ("pilot:plugin", _) => Capability::Host,
+            ("wasi:http", _) => Capability::Http,
             ("wasi:io", _) => Capability::Io,
             ("wasi:cli", "environment") => Capability::Environment,
             ("wasi:cli", "exit") => Capability::Exit,
@@ -129,7 +144,8 @@ mod tests {
             ("wasi:cli/exit@0.2.0", Some(Capability::Exit)),
             ("wasi:sockets/tcp@0.2.0", Some(Capability::Network)),
             ("wasi:filesystem/preopens@0.2.0", Some(Capability::Files)),
-            ("wasi:http/outgoing-handler@0.2.0", None),
+            ("wasi:http/outgoing-handler@0.2.0", Some(Capability::Http)),
+            ("pilot:plugin/control@0.1.1", Some(Capability::Control)),
             ("env", None),
         ] {
             assert_eq!(Capability::of(import), want, "{import}");

@@ -14,14 +14,32 @@ use crate::manifest::{escape_controls, plugin_name_problem, PluginNameKind};
 
 /// The version of the `pilot:plugin` WIT package this host implements (`wit/plugin.wit`); plugins
 /// built against any 0.1.x load.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
+
+/// The world a component was built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum World {
+    /// `pilot-plugin`: ready strategies, lifecycle hooks, stat handlers.
+    Plugin,
+    /// `pilot-control`: an HTTP handler, events, control calls.
+    Control,
+}
+
+/// Returns whether `component` is a control plugin (exports `pilot:plugin/control-plugin`).
+pub(super) fn is_control(engine: &PluginEngine, component: &Component) -> bool {
+    component
+        .component_type()
+        .exports(&engine.engine)
+        .any(|(n, _)| n.starts_with("pilot:plugin/control-plugin@"))
+}
 
 /// Refuses a component built against another major or minor version of `pilot:plugin`, one that
-/// imports what pilot-host does not offer, or one without the `pilot:plugin` exports.
+/// imports what pilot-host does not offer to its `world`, or one without that world's exports.
 pub(super) fn check_interface(
     engine: &PluginEngine,
     component: &Component,
     file: &Path,
+    world: World,
 ) -> Result<(), LoadError> {
     let ty = component.component_type();
     let names: Vec<String> = ty
@@ -47,19 +65,35 @@ pub(super) fn check_interface(
     let unknown: Vec<String> = ty
         .imports(&engine.engine)
         .map(|(n, _)| n.to_string())
-        .filter(|n| Capability::of(n).is_none())
+        .filter(|n| match Capability::of(n) {
+            None => true,
+            Some(Capability::Http | Capability::Control) => world == World::Plugin,
+            Some(_) => false,
+        })
         .map(|n| format!("`{}`", escape_controls(&n)))
         .collect();
     if !unknown.is_empty() {
         return Err(LoadError::Link {
             file: file.to_owned(),
             message: format!(
-                "it imports {}, which pilot-host does not offer to plugins (it offers `pilot:plugin`, and of WASI 0.2: cli, clocks, filesystem, io, random, sockets)",
-                unknown.join(", ")
+                "it imports {}, which pilot-host does not offer to {} (it offers `pilot:plugin`, and of WASI 0.2: cli, clocks, filesystem, io, random, sockets{})",
+                unknown.join(", "),
+                if world == World::Plugin { "plugins" } else { "control plugins" },
+                if world == World::Plugin { "; `wasi:http` and `pilot:plugin/control` only to control plugins" } else { ", http" }
             ),
         });
     }
-    if !names.iter().any(|n| n.starts_with("pilot:plugin/plugin@")) {
+    let needed: &[(&str, &str)] = match world {
+        World::Plugin => &[("pilot:plugin/plugin@", "0.1.x")],
+        World::Control => &[
+            ("pilot:plugin/control-plugin@", "0.1.x"),
+            ("wasi:http/incoming-handler@", "0.2.x"),
+        ],
+    };
+    if let Some((missing, version)) = needed
+        .iter()
+        .find(|(want, _)| !names.iter().any(|n| n.starts_with(*want)))
+    {
         let exports: Vec<&str> = names
             .iter()
             .filter(|n| !n.starts_with("wasi:"))
@@ -68,7 +102,7 @@ pub(super) fn check_interface(
         return Err(LoadError::Link {
             file: file.to_owned(),
             message: format!(
-                "it does not export `pilot:plugin/plugin@0.1.x` (it has: {}); build it against pilot-host's `wit/`",
+                "it does not export `{missing}{version}` (it has: {}); build it against pilot-host's `wit/`",
                 if exports.is_empty() { "nothing else".into() } else { escape_controls(&exports.join(", ")) }
             ),
         });

@@ -11,7 +11,7 @@ use wasmtime::component::{Component, Linker};
 use super::actor::Actor;
 use super::bindings::{Description, PilotPlugin, PilotPluginPre};
 use super::engine::PluginEngine;
-use super::interface::check_interface;
+use super::interface::{check_interface, World};
 pub use super::interface::{description_problems, WIT_VERSION};
 use super::sandbox::{CallError, Identity, Observed, StoreState};
 use crate::extension::PluginEventSink;
@@ -77,6 +77,31 @@ pub enum LoadError {
     },
 }
 
+/// A compiled component, not yet linked.
+pub(super) struct Compiled {
+    pub component: Component,
+    pub from_cache: bool,
+    pub compile_time: Duration,
+    pub size: u64,
+}
+
+/// A loaded plugin of either world.
+pub enum AnyPlugin {
+    /// Ready strategies, lifecycle hooks, stat handlers (`pilot-plugin`).
+    Plugin(LoadedPlugin),
+    /// A control plugin (`pilot-control`).
+    Control(super::control::LoadedControl),
+}
+
+/// What a plugin folder holds.
+#[derive(Default)]
+pub struct Folder {
+    /// Plugins of the `pilot-plugin` world, in file name order.
+    pub plugins: Vec<LoadedPlugin>,
+    /// Control plugins, in file name order.
+    pub controls: Vec<super::control::LoadedControl>,
+}
+
 /// A compiled, linked, described plugin, not yet configured.
 #[derive(Clone)]
 pub struct LoadedPlugin {
@@ -101,6 +126,8 @@ pub struct PluginHost {
     /// The engine.
     pub engine: PluginEngine,
     pub(crate) linker: Arc<Linker<StoreState>>,
+    /// The linker of control plugins: also `wasi:http` and `pilot:plugin/control`.
+    pub(crate) control_linker: Arc<Linker<StoreState>>,
 }
 
 impl PluginHost {
@@ -111,9 +138,11 @@ impl PluginHost {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         super::watch::add_to_linker(&mut linker)?;
         PilotPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        let control_linker = super::control::linker(&engine)?;
         Ok(PluginHost {
             engine,
             linker: Arc::new(linker),
+            control_linker: Arc::new(control_linker),
         })
     }
 
@@ -139,10 +168,41 @@ impl PluginHost {
         file: &Path,
         observed: Option<Observed>,
     ) -> Result<LoadedPlugin, LoadError> {
+        let compiled = self.compile_file(file).await?;
+        if super::interface::is_control(&self.engine, &compiled.component) {
+            return Err(LoadError::Link {
+                file: file.to_owned(),
+                message: "it is a control plugin (`pilot-control` world), which serves HTTP and events rather than ready checks, hooks or handlers; name it in `control_server` or `control_plugins`".into(),
+            });
+        }
+        self.link_plugin(file, compiled, observed).await
+    }
+
+    /// Loads the plugin or control plugin at `file`, whichever it is, judging its description.
+    pub async fn load_any(&self, file: &Path) -> Result<AnyPlugin, LoadError> {
+        let compiled = self.compile_file(file).await?;
+        if super::interface::is_control(&self.engine, &compiled.component) {
+            return super::control::load(self, file, compiled)
+                .await
+                .map(AnyPlugin::Control);
+        }
+        let plugin = self.link_plugin(file, compiled, None).await?;
+        let problems = description_problems(&plugin.description);
+        if !problems.is_empty() {
+            return Err(LoadError::Description {
+                file: file.to_owned(),
+                problems,
+            });
+        }
+        Ok(AnyPlugin::Plugin(plugin))
+    }
+
+    /// Reads and compiles `file` (or loads it from the cache) off the async workers.
+    pub(super) async fn compile_file(&self, file: &Path) -> Result<Compiled, LoadError> {
         let f = file.to_owned();
         let engine = self.engine.clone();
         // Reading and compiling block (a large component compiles for seconds): off the async workers.
-        let compiled = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let wasm = std::fs::read(&f).map_err(|source| LoadError::Read {
                 file: f.clone(),
                 source,
@@ -156,15 +216,33 @@ impl PluginHost {
                     file: f.clone(),
                     message: format!("{e:#}"),
                 })?;
-            Ok((component, from_cache, started.elapsed(), wasm.len() as u64))
+            Ok(Compiled {
+                component,
+                from_cache,
+                compile_time: started.elapsed(),
+                size: wasm.len() as u64,
+            })
         })
         .await
         .map_err(|e| LoadError::Compile {
             file: file.to_owned(),
             message: format!("the compile task failed: {e}"),
-        })?;
-        let (component, from_cache, compile_time, size) = compiled?;
-        check_interface(&self.engine, &component, file)?;
+        })?
+    }
+
+    async fn link_plugin(
+        &self,
+        file: &Path,
+        compiled: Compiled,
+        observed: Option<Observed>,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let Compiled {
+            component,
+            from_cache,
+            compile_time,
+            size,
+        } = compiled;
+        check_interface(&self.engine, &component, file, World::Plugin)?;
         // The error may quote names from the component: shown escaped.
         let link = |e: wasmtime::Error| LoadError::Link {
             file: file.to_owned(),
@@ -217,26 +295,25 @@ impl PluginHost {
             .map_err(describe_error)
     }
 
-    /// Loads every `*.wasm` in `dir`, in name order; failures are returned beside the successes.
-    pub async fn load_dir(
-        &self,
-        dir: &Path,
-    ) -> std::io::Result<(Vec<LoadedPlugin>, Vec<LoadError>)> {
+    /// Loads every `*.wasm` in `dir`, in name order, plugins and control plugins alike; failures are
+    /// returned beside the successes.
+    pub async fn load_dir(&self, dir: &Path) -> std::io::Result<(Folder, Vec<LoadError>)> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
             .collect();
         files.sort();
-        let mut loaded = Vec::new();
+        let mut folder = Folder::default();
         let mut failed = Vec::new();
         for file in files {
-            match self.load_file(&file).await {
-                Ok(plugin) => loaded.push(plugin),
+            match self.load_any(&file).await {
+                Ok(AnyPlugin::Plugin(plugin)) => folder.plugins.push(plugin),
+                Ok(AnyPlugin::Control(control)) => folder.controls.push(control),
                 Err(e) => failed.push(e),
             }
         }
-        Ok((loaded, failed))
+        Ok((folder, failed))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod actor;
 mod bindings;
 pub mod caps;
 pub mod check;
+pub mod control;
 mod engine;
 mod extensions;
 mod interface;
@@ -36,12 +37,37 @@ use std::path::Path;
 pub use self::actor::Actor;
 pub use self::bindings::Description;
 pub use self::bindings::{PilotPlugin, PluginError, ProcessInfo as GuestProcessInfo, ReadyStatus};
+pub use self::control::{ControlPlugins, LoadedControl};
 pub use self::engine::{default_cache_dir, PluginEngine};
-pub use self::load::{no_events, LoadError, LoadedPlugin, PluginHost, WIT_VERSION};
+pub use self::load::{
+    no_events, AnyPlugin, Folder, LoadError, LoadedPlugin, PluginHost, WIT_VERSION,
+};
 pub use self::sandbox::{call_fn, CallError, CallProfile, Limits, Sandbox};
 pub use self::set::PluginSet;
 pub use self::threads::{plugin_threads, PLUGIN_NICE};
 use crate::manifest::Catalog;
+
+/// Returns the names the plugins and control plugins provide, or every clash of two plugins claiming
+/// one name.
+pub fn folder_catalog(folder: &Folder) -> Result<Catalog, Vec<String>> {
+    let mut catalog = catalog(&folder.plugins)?;
+    let mut clashes = Vec::new();
+    for c in &folder.controls {
+        let name = &c.description.name;
+        if !catalog.plugins.insert(name.clone()) {
+            clashes.push(format!(
+                "plugin `{name}` is the name of a control plugin (`{}`) and of another plugin; remove one of them from the plugin folder",
+                c.file.display()
+            ));
+        }
+        catalog.control_plugins.insert(name.clone());
+    }
+    if clashes.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(clashes)
+    }
+}
 
 /// Returns the names the plugins provide, or every clash of two plugins claiming one name.
 pub fn catalog(plugins: &[LoadedPlugin]) -> Result<Catalog, Vec<String>> {

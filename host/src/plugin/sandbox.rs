@@ -120,6 +120,41 @@ pub fn describe_trap(e: &wasmtime::Error, limits: &Limits) -> String {
     }
 }
 
+/// Returns the store limits (memory cap, instance, table and memory counts) of `limits`.
+pub(super) fn store_limits(limits: &Limits) -> wasmtime::StoreLimits {
+    StoreLimitsBuilder::new()
+        .memory_size(limits.memory_bytes)
+        .instances(64)
+        .memories(16)
+        .tables(64)
+        .trap_on_grow_failure(true)
+        .build()
+}
+
+/// Returns a Store holding `state`, under `limits`: fuel, the epoch deadline that yields every tick
+/// and traps past the call's deadline, the hostcall cap, and the memory limiter.
+pub(super) fn new_store(
+    engine: &PluginEngine,
+    limits: &Limits,
+    state: StoreState,
+) -> Store<StoreState> {
+    let mut store = Store::new(&engine.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_hostcall_fuel(limits.hostcall_bytes);
+    store.epoch_deadline_callback(|ctx| {
+        if Instant::now() >= ctx.data().deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            // Give the thread's other tasks (WASI streams, timers) a turn every tick.
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        }
+    });
+    store
+}
+
 /// A live instance.
 struct Live {
     store: Store<StoreState>,
@@ -251,32 +286,11 @@ impl Sandbox {
     }
 
     fn new_store(&self) -> wasmtime::Result<Store<StoreState>> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .instances(64)
-            .memories(16)
-            .tables(64)
-            .trap_on_grow_failure(true)
-            .build();
-        let state = StoreState::new(&self.grants, limits, &self.log)?;
-        let mut store = Store::new(&self.engine.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_hostcall_fuel(self.limits.hostcall_bytes);
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                // Give the thread's other tasks (WASI streams, timers) a turn every tick.
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
-            }
-        });
-        Ok(store)
+        let state = StoreState::new(&self.grants, store_limits(&self.limits), &self.log)?;
+        Ok(new_store(&self.engine, &self.limits, state))
     }
 
-    fn arm(store: &mut Store<StoreState>, limits: &Limits) -> wasmtime::Result<Instant> {
+    pub(super) fn arm(store: &mut Store<StoreState>, limits: &Limits) -> wasmtime::Result<Instant> {
         let deadline = Instant::now() + limits.call_timeout;
         store.data_mut().deadline = deadline;
         store.set_fuel(limits.fuel)?;
@@ -285,7 +299,7 @@ impl Sandbox {
     }
 
     /// Awaits a call armed with `arm` until `deadline`; maps traps and timeouts.
-    async fn bounded<R>(
+    pub(super) async fn bounded<R>(
         engine: &PluginEngine,
         limits: &Limits,
         deadline: Instant,
@@ -299,7 +313,10 @@ impl Sandbox {
         }
     }
 
-    fn armed(store: &mut Store<StoreState>, limits: &Limits) -> Result<Instant, CallError> {
+    pub(super) fn armed(
+        store: &mut Store<StoreState>,
+        limits: &Limits,
+    ) -> Result<Instant, CallError> {
         Self::arm(store, limits)
             .map_err(|e| CallError::Trap(format!("cannot arm the limits: {e:#}")))
     }

@@ -11,8 +11,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{self, LogLevel};
+use super::control::{ControlAccess, Outgoing};
 use super::log::{LogStream, PluginLog};
 use super::watch::{Attempt, Watch};
 use crate::manifest::PluginSettings;
@@ -25,6 +27,21 @@ pub struct StoreState {
     pub(super) deadline: Instant,
     log: Arc<PluginLog>,
     pub(super) watch: Watch,
+    http: WasiHttpCtx,
+    /// Where a control plugin's outgoing HTTP requests may go (nowhere for other plugins).
+    pub(super) outgoing: Outgoing,
+    /// What a control plugin may ask of the supervisor (`None` for other plugins).
+    pub(super) control: Option<Arc<ControlAccess>>,
+}
+
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outgoing,
+        }
+    }
 }
 
 impl WasiView for StoreState {
@@ -68,6 +85,9 @@ impl StoreState {
             deadline: Instant::now(),
             log: log.clone(),
             watch,
+            http: WasiHttpCtx::new(),
+            outgoing: Outgoing::default(),
+            control: None,
         })
     }
 }

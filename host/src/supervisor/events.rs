@@ -186,6 +186,17 @@ impl Subscription {
             broadcast::error::RecvError::Closed => Missed::Closed,
         })
     }
+
+    /// Returns the next event if one is waiting (skipping past a lag), without waiting.
+    pub fn try_recv(&mut self) -> Option<Arc<EventRecord>> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(record) => return Some(record),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -400,6 +400,60 @@ impl Handle {
         result
     }
 
+    /// Asks for each named process to start (those running are left alone) and returns once the
+    /// supervisor accepted every request, not when they took effect. If any name is unknown, nothing
+    /// starts.
+    pub async fn begin_start(&self, names: &[&str]) -> Result<(), ControlError> {
+        self.known(names).await?;
+        for name in names {
+            self.ask(|tx| Request::Start(name.to_string(), Until::Spawned, tx))
+                .await
+                .ok_or(ControlError::ShuttingDown)??;
+        }
+        Ok(())
+    }
+
+    /// Asks for each named process to stop and returns once the supervisor accepted every request.
+    /// If any name is unknown, nothing stops.
+    pub async fn begin_stop(&self, names: &[&str]) -> Result<(), ControlError> {
+        self.known(names).await?;
+        for name in names {
+            self.ask(|tx| Request::Stop(name.to_string(), tx))
+                .await
+                .ok_or(ControlError::ShuttingDown)??;
+        }
+        Ok(())
+    }
+
+    /// Asks for the named processes to restart and returns once the supervisor accepted it (all or
+    /// nothing, as [`Handle::restart_processes`]).
+    pub async fn begin_restart(&self, names: &[&str]) -> Result<(), ControlError> {
+        let names = names.iter().map(|n| n.to_string()).collect();
+        self.ask(|tx| Request::Restart(names, Until::Spawned, tx))
+            .await
+            .ok_or(ControlError::ShuttingDown)??;
+        Ok(())
+    }
+
+    /// Fails naming the first of `names` that is not a process.
+    async fn known(&self, names: &[&str]) -> Result<(), ControlError> {
+        let all = self.status().await;
+        if all.is_empty() {
+            return Err(ControlError::ShuttingDown);
+        }
+        match names.iter().find(|n| !all.iter().any(|p| p.name == **n)) {
+            None => Ok(()),
+            Some(name) => Err(ControlError::UnknownProcess {
+                name: name.to_string(),
+                known: all
+                    .iter()
+                    .map(|p| format!("`{}`", p.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
     /// Re-reads the manifest file, validates it in full, prepares the plugins, and applies it: added
     /// processes start, removed ones stop, changed ones (and their dependents) restart, the rest keep
     /// running. Invalid: nothing changes, and every problem is returned.

@@ -183,7 +183,7 @@ fn another_minor_version_of_the_wit_is_refused_naming_both_and_a_patch_version_l
     assert_eq!(f.len(), 1, "one clear error: {f:?}");
     assert_eq!(f[0].0, "wit-version");
     assert!(
-        f[0].1.contains("was built against `pilot:plugin@0.2.0`, but this pilot-host implements `pilot:plugin@0.1.0`"),
+        f[0].1.contains("was built against `pilot:plugin@0.2.0`, but this pilot-host implements `pilot:plugin@0.1.1`"),
         "{}",
         f[0].1
     );
@@ -202,9 +202,9 @@ fn another_minor_version_of_the_wit_is_refused_naming_both_and_a_patch_version_l
     .env("PILOT_HOST_CACHE_DIR", plugin_cache());
     support::run(&mut cmd)
         .expect_code(2)
-        .stderr_has("wit-next-minor.wasm` was built against `pilot:plugin@0.2.0`, but this pilot-host implements `pilot:plugin@0.1.0`");
+        .stderr_has("wit-next-minor.wasm` was built against `pilot:plugin@0.2.0`, but this pilot-host implements `pilot:plugin@0.1.1`");
 
-    // A plugin built against 0.1.1 runs: its ready strategy makes a process ready.
+    // A plugin built against 0.1.2 runs: its ready strategy makes a process ready.
     let dir = Scratch::new("wit-patch");
     let plugins = crate::harness::plugin_dir(&dir, &[plugin("wit", "wit-next-patch")]);
     let m = crate::harness::manifest(

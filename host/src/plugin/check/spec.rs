@@ -227,6 +227,7 @@ fn settings(raw: &RawSpec, base: &Path) -> Result<PluginSettings, String> {
         allow_tcp,
         allow_env: raw.grants.allow_env.clone(),
         config: raw.config.clone(),
+        grants: Default::default(),
     })
 }
 

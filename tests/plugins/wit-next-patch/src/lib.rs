@@ -1,4 +1,4 @@
-//! `wit-next-patch`: a pilot-host test plugin built against its own copy of the WIT, at `pilot:plugin@0.1.1`
+//! `wit-next-patch`: a pilot-host test plugin built against its own copy of the WIT, at `pilot:plugin@0.1.2`
 //! (without the SDK, which binds pilot-host's own `wit/`). A ready strategy `wit-next-patch` that is always ready.
 
 #[allow(missing_docs)]
@@ -19,7 +19,7 @@ impl Guest for Next {
     fn describe() -> Description {
         Description {
             name: "wit-next-patch".into(),
-            version: "0.1.1".into(),
+            version: "0.1.2".into(),
             ready_strategies: vec!["wit-next-patch".into()],
             lifecycle_hooks: Vec::new(),
             stat_handlers: Vec::new(),

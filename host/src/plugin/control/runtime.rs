@@ -1,0 +1,394 @@
+//! One started control plugin: fresh instances for HTTP requests, the failure count that quarantines
+//! it, and what can be read about it.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use tokio::sync::{oneshot, Semaphore};
+use wasmtime::Store;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::WasiHttpView as _;
+
+use super::access::ControlAccess;
+use super::bindings::{ControlDescription, PilotControl, PilotControlPre, Setup};
+use super::outgoing::{Outgoing, OutgoingGrants};
+use crate::extension::{PluginEvent, PluginEventSink, PluginStatus};
+use crate::plugin::actor::Counters;
+use crate::plugin::bindings::error_text;
+use crate::plugin::engine::PluginEngine;
+use crate::plugin::load::{no_events, PluginHost};
+use crate::plugin::log::PluginLog;
+use crate::plugin::sandbox::{
+    new_store, store_limits, CallError, Grants, Limits, Sandbox, QUARANTINE_AFTER,
+};
+use crate::plugin::store::StoreState;
+
+/// HTTP requests one control plugin serves at once; past it, 503.
+pub const MAX_REQUESTS: usize = 16;
+
+/// The most bytes of an answer's body the control plane passes on; past it, 502.
+pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
+
+/// How a request to a control plugin ended.
+#[derive(Debug)]
+pub enum Served {
+    /// The plugin answered.
+    Answer(http::Response<Bytes>),
+    /// The plugin is quarantined.
+    Quarantined,
+    /// The plugin serves [`MAX_REQUESTS`] already.
+    Busy,
+    /// No answer (or not all of it) within the deadline.
+    Timeout(Duration),
+    /// The answer's body passed [`MAX_RESPONSE_BYTES`].
+    TooLarge,
+    /// The plugin failed: it trapped, its `init` failed, or it gave no answer.
+    Failed(String),
+}
+
+/// A live instance: its Store and bindings.
+pub(super) struct Live {
+    pub store: Store<StoreState>,
+    pub bindings: PilotControl,
+}
+
+/// A started control plugin.
+pub struct ControlPlugin {
+    /// Its name (its mount point is `/plugins/<name>/`).
+    pub name: String,
+    /// `plugin `name` version`, for messages.
+    pub label: String,
+    pub(super) version: String,
+    pub(super) file: String,
+    engine: PluginEngine,
+    pre: PilotControlPre<StoreState>,
+    grants: Grants,
+    pub(super) limits: Limits,
+    config: String,
+    pub(super) log: Arc<PluginLog>,
+    access: Arc<ControlAccess>,
+    outgoing: Arc<OutgoingGrants>,
+    pub(super) events: PluginEventSink,
+    /// What can be read about its calls.
+    pub counters: Arc<Counters>,
+    failures: AtomicU32,
+    requests: Arc<Semaphore>,
+    /// What its events instance asked for at `init` (set once started).
+    pub(super) setup: std::sync::Mutex<Option<Setup>>,
+}
+
+/// What a control plugin is made of.
+pub(super) struct Parts {
+    pub engine: PluginEngine,
+    pub pre: PilotControlPre<StoreState>,
+    pub description: ControlDescription,
+    pub file: String,
+    pub grants: Grants,
+    pub access: Arc<ControlAccess>,
+    pub outgoing: Arc<OutgoingGrants>,
+    pub events: PluginEventSink,
+}
+
+impl ControlPlugin {
+    /// Builds the plugin from its parts; no instance exists yet.
+    pub(super) fn new(p: Parts) -> ControlPlugin {
+        let settings = p.grants.settings.clone();
+        let name = p.description.name.clone();
+        ControlPlugin {
+            label: format!(
+                "plugin `{name}` {}",
+                crate::manifest::escape_controls(&p.description.version)
+            ),
+            version: p.description.version.clone(),
+            file: p.file,
+            log: PluginLog::new(&name, p.events.clone()),
+            limits: Limits::from_settings(&settings),
+            config: settings
+                .config
+                .as_ref()
+                .map_or("null".to_string(), |c| c.to_string()),
+            name,
+            engine: p.engine,
+            pre: p.pre,
+            grants: p.grants,
+            access: p.access,
+            outgoing: p.outgoing,
+            events: p.events,
+            counters: Arc::new(Counters::default()),
+            failures: AtomicU32::new(0),
+            requests: Arc::new(Semaphore::new(MAX_REQUESTS)),
+            setup: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Returns the threads its code runs on.
+    pub(super) fn threads(&self) -> crate::plugin::threads::PluginThreads {
+        self.engine.threads.clone()
+    }
+
+    /// Returns whether it is quarantined.
+    pub fn quarantined(&self) -> bool {
+        self.failures.load(Ordering::Relaxed) >= QUARANTINE_AFTER
+    }
+
+    /// Returns the longest a request waits for an answer: a fresh instance with `init`, then the
+    /// handler, each under the call timeout.
+    pub fn deadline(&self) -> Duration {
+        self.limits.call_timeout * 2 + Duration::from_millis(20)
+    }
+
+    fn store(&self) -> Result<Store<StoreState>, CallError> {
+        let mut state = StoreState::new(&self.grants, store_limits(&self.limits), &self.log)
+            .map_err(|e| CallError::Trap(format!("cannot set up the sandbox: {e:#}")))?;
+        state.control = Some(self.access.clone());
+        state.outgoing = Outgoing(Some(self.outgoing.clone()));
+        Ok(new_store(&self.engine, &self.limits, state))
+    }
+
+    /// Makes a fresh instance and configures it with `init`.
+    pub(super) async fn instance(&self) -> Result<(Live, Setup), CallError> {
+        let mut store = self.store()?;
+        let deadline = Sandbox::armed(&mut store, &self.limits)?;
+        let instantiate = self.pre.instantiate_async(&mut store);
+        let bindings = Sandbox::bounded(&self.engine, &self.limits, deadline, instantiate).await?;
+        let deadline = Sandbox::armed(&mut store, &self.limits)?;
+        let init = bindings
+            .pilot_plugin_control_plugin()
+            .call_init(&mut store, &self.config);
+        let setup = Sandbox::bounded(&self.engine, &self.limits, deadline, init)
+            .await?
+            .map_err(|e| CallError::Plugin(error_text(&e)))?;
+        Ok((Live { store, bindings }, setup))
+    }
+
+    /// Runs `call` on `live` under the limits.
+    pub(super) async fn call<R>(
+        &self,
+        live: &mut Live,
+        call: impl for<'a> FnOnce(
+            &'a PilotControl,
+            &'a mut Store<StoreState>,
+        ) -> crate::plugin::sandbox::Call<'a, R>,
+    ) -> Result<R, CallError> {
+        let deadline = Sandbox::armed(&mut live.store, &self.limits)?;
+        let fuel_before = self.limits.fuel;
+        let result = Sandbox::bounded(
+            &self.engine,
+            &self.limits,
+            deadline,
+            call(&live.bindings, &mut live.store),
+        )
+        .await;
+        let used = fuel_before.saturating_sub(live.store.get_fuel().unwrap_or(0));
+        self.counters.fuel.fetch_add(used, Ordering::Relaxed);
+        result
+    }
+
+    /// Counts a finished call; traps and timeouts count toward the quarantine, a success resets it.
+    pub(super) fn settle<R>(&self, what: &str, result: &Result<R, CallError>) {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let error = match result {
+            Ok(_) => {
+                self.failures.store(0, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => e.to_string(),
+        };
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("{}: {what}: {error}", self.label);
+        *self
+            .counters
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(format!("{what}: {error}"));
+        (self.events)(PluginEvent::CallFailed {
+            plugin: self.name.clone(),
+            call: what.to_string(),
+            error,
+        });
+        if matches!(result, Err(CallError::Trap(_) | CallError::Timeout(_)))
+            && self.failures.fetch_add(1, Ordering::Relaxed) + 1 == QUARANTINE_AFTER
+        {
+            self.counters.quarantined.store(true, Ordering::Relaxed);
+            tracing::error!(
+                "{}: quarantined after {QUARANTINE_AFTER} failed calls in a row; its requests are answered 503 and it gets no more events",
+                self.label
+            );
+            (self.events)(PluginEvent::Quarantined {
+                plugin: self.name.clone(),
+            });
+        }
+    }
+
+    /// Serves one HTTP request on a fresh instance (the request's path is the part after the mount
+    /// point), waiting at most [`ControlPlugin::deadline`] for the whole answer.
+    pub async fn serve(self: &Arc<Self>, request: http::Request<Bytes>) -> Served {
+        if self.quarantined() {
+            return Served::Quarantined;
+        }
+        let Ok(permit) = self.requests.clone().try_acquire_owned() else {
+            return Served::Busy;
+        };
+        let deadline = tokio::time::Instant::now() + self.deadline();
+        let (tx, rx) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        let me = self.clone();
+        let started = self.engine.threads.spawn(async move {
+            let result = me.handle(request, tx).await;
+            me.settle("HTTP request", &result);
+            let _ = done_tx.send(result);
+            drop(permit);
+        });
+        if !started {
+            return Served::Failed("the plugin threads are shut down".into());
+        }
+        let answer = match tokio::time::timeout_at(deadline, rx).await {
+            Err(_) => return Served::Timeout(self.deadline()),
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => {
+                // The instance ended without answering: say why.
+                return match done.await {
+                    Ok(Err(e)) => Served::Failed(e.to_string()),
+                    _ => Served::Failed("it returned without setting a response".into()),
+                };
+            }
+        };
+        let response = match answer {
+            Ok(response) => response,
+            Err(code) => return Served::Failed(format!("it answered with the error {code:?}")),
+        };
+        let (parts, body) = response.into_parts();
+        let limited = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES);
+        match tokio::time::timeout_at(deadline, limited.collect()).await {
+            Err(_) => Served::Timeout(self.deadline()),
+            Ok(Ok(collected)) => {
+                Served::Answer(http::Response::from_parts(parts, collected.to_bytes()))
+            }
+            Ok(Err(e))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Served::TooLarge
+            }
+            Ok(Err(e)) => Served::Failed(format!("its answer's body failed: {e}")),
+        }
+    }
+
+    /// Makes a fresh instance and calls its handler with `request`, answering through `tx`.
+    async fn handle(
+        &self,
+        request: http::Request<Bytes>,
+        tx: oneshot::Sender<
+            Result<http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>,
+        >,
+    ) -> Result<(), CallError> {
+        let (mut live, _) = self.instance().await?;
+        let setup_error =
+            |e: wasmtime::Error| CallError::Trap(format!("cannot pass the request: {e:#}"));
+        let body = http_body_util::Full::new(request.body().clone()).map_err(
+            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
+        );
+        let (parts, _) = request.into_parts();
+        let incoming = live
+            .store
+            .data_mut()
+            .http()
+            .new_incoming_request(
+                wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http,
+                http::Request::from_parts(parts, body),
+            )
+            .map_err(setup_error)?;
+        let out = live
+            .store
+            .data_mut()
+            .http()
+            .new_response_outparam(tx)
+            .map_err(setup_error)?;
+        self.call(&mut live, |b, store| {
+            Box::pin(
+                b.wasi_http_incoming_handler()
+                    .call_handle(store, incoming, out),
+            )
+        })
+        .await
+    }
+
+    /// Returns what can be read about it.
+    pub fn status(&self) -> PluginStatus {
+        let c = &self.counters;
+        let setup = self.setup.lock().unwrap_or_else(|p| p.into_inner());
+        let mut provides = vec![format!("http /plugins/{}/", self.name)];
+        if let Some(s) = setup.as_ref() {
+            if !s.events.is_empty() {
+                let kinds: Vec<&str> = s
+                    .events
+                    .iter()
+                    .map(|k| super::events::kind_name(*k))
+                    .collect();
+                provides.push(format!("events {}", kinds.join(", ")));
+            }
+            if let Some(ms) = s.tick_ms {
+                provides.push(format!("tick {ms} ms"));
+            }
+        }
+        PluginStatus {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            file: self.file.clone(),
+            provides,
+            calls_total: c.calls.load(Ordering::Relaxed),
+            failures_total: c.failures.load(Ordering::Relaxed),
+            quarantined: self.quarantined(),
+            fuel_consumed_total: c.fuel.load(Ordering::Relaxed),
+            last_error: c
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}
+
+/// Asks a fresh instance of a control plugin what it is (no `init`, nothing granted).
+pub(super) async fn describe(
+    host: &PluginHost,
+    file: &Path,
+    pre: &PilotControlPre<StoreState>,
+) -> Result<ControlDescription, CallError> {
+    let label = file
+        .file_name()
+        .map_or("plugin".into(), |n| n.to_string_lossy().into_owned());
+    let log = PluginLog::new(&label, no_events());
+    let limits = Limits::default();
+    let grants = Grants::resolve(Default::default(), None);
+    let state = StoreState::new(&grants, store_limits(&limits), &log)
+        .map_err(|e| CallError::Trap(format!("cannot set up the sandbox: {e:#}")))?;
+    let engine = host.engine.clone();
+    let pre = pre.clone();
+    let (tx, rx) = oneshot::channel();
+    let e2 = engine.clone();
+    let started = engine.threads.spawn(async move {
+        let result = async {
+            let mut store = new_store(&e2, &limits, state);
+            let deadline = Sandbox::armed(&mut store, &limits)?;
+            let bindings =
+                Sandbox::bounded(&e2, &limits, deadline, pre.instantiate_async(&mut store)).await?;
+            let deadline = Sandbox::armed(&mut store, &limits)?;
+            let describe = bindings
+                .pilot_plugin_control_plugin()
+                .call_describe(&mut store);
+            Sandbox::bounded(&e2, &limits, deadline, describe).await
+        }
+        .await;
+        let _ = tx.send(result);
+    });
+    if !started {
+        return Err(CallError::Trap("the plugin threads are shut down".into()));
+    }
+    rx.await
+        .unwrap_or_else(|_| Err(CallError::Trap("its describe call stopped".into())))
+}
