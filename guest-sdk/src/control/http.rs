@@ -60,7 +60,8 @@ pub fn send(
         .body()
         .map_err(|()| "the request body is taken".to_string())?;
     let pending = outgoing_handler::handle(request, None).map_err(|e| error_text(&e))?;
-    write_body(out, body)?;
+    // A refused request closes the body at once: its own error says more than the write's.
+    let wrote = write_body(out, body);
     let answer = loop {
         match pending.get() {
             Some(done) => break done,
@@ -70,6 +71,7 @@ pub fn send(
     let answer = answer
         .map_err(|()| "the answer was already taken".to_string())?
         .map_err(|e| error_text(&e))?;
+    wrote?;
     let status = answer.status();
     let headers = answer
         .headers()

@@ -70,6 +70,9 @@ pub enum CallError {
     /// The plugin trapped; its instance was discarded.
     #[error("{0}")]
     Trap(String),
+    /// The call ran past its deadline in guest code and was interrupted; the instance was discarded.
+    #[error("ran past its {} ms deadline; interrupted", .0.as_millis())]
+    Interrupted(Duration),
     /// The call outlived its deadline inside a host call (a WASI sleep, a connect).
     #[error("did not return within its {} ms limit; stopped", .0.as_millis())]
     Timeout(Duration),
@@ -308,6 +311,9 @@ impl Sandbox {
         let _ticking = engine.ticking();
         match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                Err(CallError::Interrupted(limits.call_timeout))
+            }
             Ok(Err(e)) => Err(CallError::Trap(describe_trap(&e, limits))),
             Err(_) => Err(CallError::Timeout(limits.call_timeout)),
         }
@@ -377,7 +383,7 @@ impl Sandbox {
         let result = self.call_inner(f).await;
         self.in_call = false;
         match &result {
-            Err(CallError::Trap(_) | CallError::Timeout(_)) => {
+            Err(CallError::Trap(_) | CallError::Interrupted(_) | CallError::Timeout(_)) => {
                 self.live = None;
                 self.failures += 1;
                 if self.quarantined() {

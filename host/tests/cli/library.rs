@@ -27,6 +27,7 @@ fn catalog() -> Catalog {
         ready_strategies: set("eventually"),
         lifecycle_hooks: set("record"),
         stat_handlers: set("watchdog"),
+        control_plugins: BTreeSet::new(),
         accept_any: false,
     }
 }

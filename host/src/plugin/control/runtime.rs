@@ -210,8 +210,10 @@ impl ControlPlugin {
             call: what.to_string(),
             error,
         });
-        if matches!(result, Err(CallError::Trap(_) | CallError::Timeout(_)))
-            && self.failures.fetch_add(1, Ordering::Relaxed) + 1 == QUARANTINE_AFTER
+        if matches!(
+            result,
+            Err(CallError::Trap(_) | CallError::Interrupted(_) | CallError::Timeout(_))
+        ) && self.failures.fetch_add(1, Ordering::Relaxed) + 1 == QUARANTINE_AFTER
         {
             self.counters.quarantined.store(true, Ordering::Relaxed);
             tracing::error!(
@@ -252,6 +254,9 @@ impl ControlPlugin {
             Ok(Err(_)) => {
                 // The instance ended without answering: say why.
                 return match done.await {
+                    Ok(Err(CallError::Timeout(_) | CallError::Interrupted(_))) => {
+                        Served::Timeout(self.deadline())
+                    }
                     Ok(Err(e)) => Served::Failed(e.to_string()),
                     _ => Served::Failed("it returned without setting a response".into()),
                 };

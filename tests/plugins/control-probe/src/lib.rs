@@ -40,8 +40,19 @@ const ALL: [EventKind; 10] = [
 ];
 
 fn kind(name: &str) -> Option<EventKind> {
-    ALL.into_iter()
-        .find(|k| format!("{k:?}").eq_ignore_ascii_case(&name.replace('-', "")))
+    let names = [
+        "state-changed",
+        "spawned",
+        "ready",
+        "exited",
+        "restart-scheduled",
+        "gave-up",
+        "adopted",
+        "reloaded",
+        "plugin",
+        "shutting-down",
+    ];
+    names.iter().position(|n| *n == name).map(|i| ALL[i])
 }
 
 fn query_url(request: &Request, name: &str) -> String {
