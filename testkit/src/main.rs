@@ -5,6 +5,7 @@
 //!
 //! Actions (MS is milliseconds):
 //! - `--listen-after MS PORT`: listen on 127.0.0.1:PORT after MS; answers every request with HTTP 200.
+//! - `--print-requests`: a later `--listen-after` prints each request (`NAME got LINE BODY`).
 //! - `--touch-after MS PATH`: create the file PATH after MS.
 //! - `--pipe-after MS PATH`: write `ready` into the FIFO PATH after MS.
 //! - `--own-fifo-after MS PATH`: after MS, do what a service written for Process Pilot does: remove
@@ -86,16 +87,47 @@ fn own_fifo(path: &str) {
     }
 }
 
-fn serve(listener: TcpListener) {
+fn serve(listener: TcpListener, print_as: Option<String>) {
     for stream in listener.incoming().flatten() {
+        let print_as = print_as.clone();
         std::thread::spawn(move || {
             let mut stream = stream;
-            let mut buf = [0u8; 1024];
             let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-            let _ = stream.read(&mut buf);
+            let request = read_request(&mut stream);
+            if let Some(name) = print_as {
+                let text = String::from_utf8_lossy(&request);
+                let first = text.lines().next().unwrap_or_default();
+                let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                println!("{name} got {first} {body}");
+            }
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         });
+    }
+}
+
+/// Reads one request: its headers, then as much body as `content-length` says (64 KiB at most).
+fn read_request(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        let done = match text.split_once("\r\n\r\n") {
+            Some((head, body)) => {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                body.len() >= length
+            }
+            None => false,
+        };
+        if n == 0 || done || got.len() > 64 * 1024 {
+            return got;
+        }
     }
 }
 
@@ -120,6 +152,7 @@ fn main() {
     let mut linger_ms = 0u64;
     let mut record_exit: Option<String> = None;
     let mut listen_record: Option<String> = None;
+    let mut print_requests_flag = false;
     let mut i = 0;
     let next = |i: &mut usize| -> String {
         *i += 1;
@@ -130,7 +163,9 @@ fn main() {
     while i < args.len() {
         match args[i].as_str() {
             "--name" => name = next(&mut i),
+            "--print-requests" => print_requests_flag = true,
             "--listen-after" => {
+                let print_requests = print_requests_flag.then(|| name.clone());
                 let ms: u64 = next(&mut i).parse().unwrap();
                 let port: u16 = next(&mut i).parse().unwrap();
                 let record = listen_record.clone().map(|path| (path, name.clone()));
@@ -139,7 +174,7 @@ fn main() {
                     if let Some((path, name)) = record {
                         append(&path, &format!("{name} {}\n", now_nanos()));
                     }
-                    serve(listener)
+                    serve(listener, print_requests)
                 });
             }
             "--touch-after" => {

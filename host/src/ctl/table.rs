@@ -2,6 +2,34 @@
 
 use crate::control::model::ProcessView;
 
+/// Renders one line per plugin that failed or is quarantined (nothing when all are well), so that a
+/// quarantine shows in `ctl status`.
+pub fn render_plugins(plugins: &[serde_json::Value]) -> String {
+    let mut out = String::new();
+    for p in plugins {
+        let failures = p["failures_total"].as_u64().unwrap_or(0);
+        let quarantined = p["quarantined"] == true;
+        if failures == 0 && !quarantined {
+            continue;
+        }
+        let name = crate::manifest::escape_controls(p["name"].as_str().unwrap_or("?"));
+        let state = if quarantined {
+            "QUARANTINED"
+        } else {
+            "failing"
+        };
+        let last = p["last_error"]
+            .as_str()
+            .map(|e| format!("; last: {}", crate::manifest::escape_controls(e)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "plugin {name}: {state}, {failures} of {} calls failed{last}\n",
+            p["calls_total"].as_u64().unwrap_or(0)
+        ));
+    }
+    out
+}
+
 /// Renders the processes as an aligned table; `colour` colours the states.
 pub fn render(processes: &[ProcessView], colour: bool) -> String {
     let header = [

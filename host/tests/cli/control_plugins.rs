@@ -312,6 +312,13 @@ fn hostile_control_plugins_are_denied_capped_stopped_and_quarantined() {
         .arg(&c.socket)
         .args(["plugin", "control-probe", "/hello"]));
     out.expect_code(1).stderr_has("is quarantined");
+    let out = run(pilot_host()
+        .env("XDG_RUNTIME_DIR", &c.runtime)
+        .args(["ctl", "--socket"])
+        .arg(&c.socket)
+        .arg("status"));
+    out.expect_code(0)
+        .stdout_has("plugin control-probe: QUARANTINED, ");
     // Supervision went on untouched.
     assert_eq!(c.pid("web"), Some(pid));
 }
