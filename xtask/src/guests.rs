@@ -37,15 +37,18 @@ struct Guest {
     entry: &'static str,
     name: &'static str,
     group: &'static str,
+    /// The WIT world: `pilot-plugin`, or `pilot-control` for control plugins.
+    world: &'static str,
 }
 
-const GUESTS: [Guest; 6] = [
+const GUESTS: [Guest; 7] = [
     Guest {
         lang: Lang::C,
         dir: "example-plugins/pidfile-ready",
         entry: "pidfile_ready.c",
         name: "pidfile-ready",
         group: "examples",
+        world: "pilot-plugin",
     },
     Guest {
         lang: Lang::Python,
@@ -53,6 +56,15 @@ const GUESTS: [Guest; 6] = [
         entry: "app",
         name: "file-contains",
         group: "examples",
+        world: "pilot-plugin",
+    },
+    Guest {
+        lang: Lang::Python,
+        dir: "example-plugins/ops-endpoints",
+        entry: "app",
+        name: "ops-endpoints",
+        group: "examples",
+        world: "pilot-control",
     },
     Guest {
         lang: Lang::Js,
@@ -60,6 +72,7 @@ const GUESTS: [Guest; 6] = [
         entry: "plugin.js",
         name: "cpu-guard",
         group: "examples",
+        world: "pilot-plugin",
     },
     Guest {
         lang: Lang::C,
@@ -67,6 +80,7 @@ const GUESTS: [Guest; 6] = [
         entry: "hostile_c.c",
         name: "hostile-c",
         group: "hostile",
+        world: "pilot-plugin",
     },
     Guest {
         lang: Lang::Python,
@@ -74,6 +88,7 @@ const GUESTS: [Guest; 6] = [
         entry: "app",
         name: "hostile-py",
         group: "hostile",
+        world: "pilot-plugin",
     },
     Guest {
         lang: Lang::Js,
@@ -81,6 +96,7 @@ const GUESTS: [Guest; 6] = [
         entry: "plugin.js",
         name: "hostile-js",
         group: "hostile",
+        world: "pilot-plugin",
     },
 ];
 
@@ -152,7 +168,7 @@ fn build_command(tools: &Toolchains, guest: &Guest, out: &Path) -> Command {
             let mut cmd = Command::new(tools.componentize_py());
             cmd.arg("-d")
                 .arg(&wit)
-                .args(["-w", "pilot-plugin", "componentize", "-p", "."])
+                .args(["-w", guest.world, "componentize", "-p", "."])
                 .arg("-p")
                 .arg(&sdk)
                 .arg(guest.entry)

@@ -221,6 +221,17 @@ fn demo(extra: &[String]) -> Result<(), String> {
         .args(["ctl", "--socket"])
         .arg(&socket)
         .arg("status"));
+    // And what the control plugins answer.
+    println!(
+        "\n$ pilot-host ctl --socket {} plugin ops-endpoints /health",
+        socket.display()
+    );
+    let _ = Command::new(&bin)
+        .args(["ctl", "--socket"])
+        .arg(&socket)
+        .args(["plugin", "ops-endpoints", "/health"])
+        .current_dir(root())
+        .status();
     println!();
     let status = pilot
         .wait()

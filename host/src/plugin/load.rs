@@ -197,6 +197,14 @@ impl PluginHost {
         Ok(AnyPlugin::Plugin(plugin))
     }
 
+    /// Returns whether `file` is a control plugin (false if it cannot be compiled).
+    pub async fn is_control_file(&self, file: &Path) -> bool {
+        match self.compile_file(file).await {
+            Ok(c) => super::interface::is_control(&self.engine, &c.component),
+            Err(_) => false,
+        }
+    }
+
     /// Reads and compiles `file` (or loads it from the cache) off the async workers.
     pub(super) async fn compile_file(&self, file: &Path) -> Result<Compiled, LoadError> {
         let f = file.to_owned();

@@ -42,7 +42,8 @@ const NAME_LOOKUP: &str = "wasi:sockets/ip-name-lookup@0.2.12";
 /// One access a plugin tried that its grants do not allow.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Attempt {
-    /// What it tried: `open`, `write`, `connect`, `listen`, `udp`, `lookup` or `environment`.
+    /// What it tried: `open`, `write`, `connect`, `listen`, `udp`, `lookup`, `environment`, or (control
+    /// plugins) `http` and `control`.
     pub kind: &'static str,
     /// What it tried it on: a path, an address, a host name, or empty for `environment`.
     pub target: String,
@@ -74,6 +75,17 @@ impl std::fmt::Display for Attempt {
             "connect" => write!(f, "tried to connect to `{target}`: not granted"),
             "listen" => write!(f, "tried to listen on `{target}`: never granted"),
             "udp" => write!(f, "tried to use UDP with `{target}`: never granted"),
+            "http" => write!(
+                f,
+                "tried an HTTP request to `{target}`: not granted (grant it in `grants.http`)"
+            ),
+            "control" if target == "rate" => {
+                write!(f, "asked for changes faster than its rate limit allows")
+            }
+            "control" => write!(
+                f,
+                "tried the control call `{target}`: not granted (grant it in `grants.control`)"
+            ),
             "lookup" => write!(
                 f,
                 "tried to look up the host name `{target}`: never granted (grant `allow_tcp` with the name; pilot-host resolves it)"

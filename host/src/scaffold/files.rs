@@ -25,8 +25,55 @@ pub struct Project {
 
 const WIT: &str = include_str!("../../../wit/plugin.wit");
 
+/// The `pilot-control` world and the WASI packages it uses (`wit/deps/`); Rust projects carry them
+/// all (the SDK binds both worlds), Python control projects too.
+const CONTROL_WIT: [(&str, &str); 8] = [
+    ("wit/control.wit", include_str!("../../../wit/control.wit")),
+    (
+        "wit/deps/cli.wit",
+        include_str!("../../../wit/deps/cli.wit"),
+    ),
+    (
+        "wit/deps/clocks.wit",
+        include_str!("../../../wit/deps/clocks.wit"),
+    ),
+    (
+        "wit/deps/filesystem.wit",
+        include_str!("../../../wit/deps/filesystem.wit"),
+    ),
+    (
+        "wit/deps/http.wit",
+        include_str!("../../../wit/deps/http.wit"),
+    ),
+    ("wit/deps/io.wit", include_str!("../../../wit/deps/io.wit")),
+    (
+        "wit/deps/random.wit",
+        include_str!("../../../wit/deps/random.wit"),
+    ),
+    (
+        "wit/deps/sockets.wit",
+        include_str!("../../../wit/deps/sockets.wit"),
+    ),
+];
+
 /// The Rust SDK's sources (the crate in `guest-sdk/`).
-const RUST_SDK: [(&str, &str); 5] = [
+const RUST_SDK: [(&str, &str); 9] = [
+    (
+        "pilot-plugin-sdk/src/control/mod.rs",
+        include_str!("../../../guest-sdk/src/control/mod.rs"),
+    ),
+    (
+        "pilot-plugin-sdk/src/control/adapter.rs",
+        include_str!("../../../guest-sdk/src/control/adapter.rs"),
+    ),
+    (
+        "pilot-plugin-sdk/src/control/http.rs",
+        include_str!("../../../guest-sdk/src/control/http.rs"),
+    ),
+    (
+        "pilot-plugin-sdk/src/control/message.rs",
+        include_str!("../../../guest-sdk/src/control/message.rs"),
+    ),
     (
         "pilot-plugin-sdk/src/lib.rs",
         include_str!("../../../guest-sdk/src/lib.rs"),
@@ -95,6 +142,13 @@ pub fn project(name: &str, lang: Lang, kind: Kind) -> Project {
         Lang::Python => python(kind, &text),
         Lang::Js => js(kind, &text),
     };
+    if lang == Lang::Rust || kind == Kind::Control {
+        files.extend(CONTROL_WIT.iter().map(|(path, contents)| File {
+            path: path.to_string(),
+            contents: Cow::Borrowed(contents.as_bytes()),
+            executable: false,
+        }));
+    }
     files.push(text("manifest.yaml", &manifest(lang, kind)));
     if kind == Kind::Ready && lang != Lang::Js {
         files.push(text(
@@ -121,6 +175,7 @@ fn rust(kind: Kind, text: &Text) -> Vec<File> {
         Kind::Ready => include_str!("templates/rust/ready.rs"),
         Kind::Hook => include_str!("templates/rust/hook.rs"),
         Kind::Stats => include_str!("templates/rust/stats.rs"),
+        Kind::Control => include_str!("templates/rust/control.rs"),
     };
     let mut files = vec![
         text("Cargo.toml", include_str!("templates/rust/Cargo.toml")),
@@ -145,6 +200,7 @@ fn c(kind: Kind, text: &Text) -> Vec<File> {
         Kind::Ready => include_str!("templates/c/ready.c"),
         Kind::Hook => include_str!("templates/c/hook.c"),
         Kind::Stats => include_str!("templates/c/stats.c"),
+        Kind::Control => unreachable!("refused by `scaffold::write`: no C control plugins yet"),
     };
     let mut files = vec![
         text("build.sh", include_str!("templates/c/build.sh")),
@@ -171,14 +227,28 @@ fn python(kind: Kind, text: &Text) -> Vec<File> {
         Kind::Ready => include_str!("templates/python/ready.py"),
         Kind::Hook => include_str!("templates/python/hook.py"),
         Kind::Stats => include_str!("templates/python/stats.py"),
+        Kind::Control => include_str!("templates/python/control.py"),
+    };
+    let (world, sdk_file, sdk) = if kind == Kind::Control {
+        (
+            "pilot-control",
+            "sdk/pilot_control.py",
+            include_str!("../../../guest-sdk/python/pilot_control.py"),
+        )
+    } else {
+        (
+            "pilot-plugin",
+            "sdk/pilot_sdk.py",
+            include_str!("../../../guest-sdk/python/pilot_sdk.py"),
+        )
     };
     vec![
         text("app.py", source),
-        text("build.sh", include_str!("templates/python/build.sh")),
         text(
-            "sdk/pilot_sdk.py",
-            include_str!("../../../guest-sdk/python/pilot_sdk.py"),
+            "build.sh",
+            &include_str!("templates/python/build.sh").replace("{{world}}", world),
         ),
+        text(sdk_file, sdk),
         text("wit/plugin.wit", WIT),
         text(
             "requirements.txt",
@@ -192,6 +262,9 @@ fn js(kind: Kind, text: &Text) -> Vec<File> {
         Kind::Ready => include_str!("templates/js/ready.js"),
         Kind::Hook => include_str!("templates/js/hook.js"),
         Kind::Stats => include_str!("templates/js/stats.js"),
+        Kind::Control => {
+            unreachable!("refused by `scaffold::write`: no JavaScript control plugins yet")
+        }
     };
     vec![
         text("plugin.js", source),
@@ -210,6 +283,7 @@ fn manifest(lang: Lang, kind: Kind) -> String {
     match kind {
         Kind::Hook => include_str!("templates/common/hook.yaml").to_string(),
         Kind::Stats => include_str!("templates/common/stats.yaml").to_string(),
+        Kind::Control => include_str!("templates/common/control.yaml").to_string(),
         // JavaScript plugins cannot read files: their example strategy counts restarts.
         Kind::Ready if lang == Lang::Js => include_str!("templates/common/ready.yaml")
             .replace("{{params}}", "{ min_restarts: 0 }")
@@ -259,6 +333,7 @@ fn readme(lang: Lang, kind: Kind) -> String {
         Kind::Ready => "ready strategy",
         Kind::Hook => "lifecycle hook",
         Kind::Stats => "stat handler",
+        Kind::Control => "control plugin (HTTP endpoints under `/plugins/{{name}}/` and events)",
     };
     include_str!("templates/common/README.md")
         .replace("{{language}}", language)

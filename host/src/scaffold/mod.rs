@@ -34,6 +34,8 @@ pub enum Kind {
     Hook,
     /// A stat handler (restarts a process whose memory stays too high).
     Stats,
+    /// A control plugin (Rust and Python): HTTP endpoints under `/plugins/NAME/` and events.
+    Control,
 }
 
 /// What `plugin new` was asked for.
@@ -59,6 +61,12 @@ pub enum ScaffoldError {
         name: String,
         /// What is wrong with it.
         why: String,
+    },
+    /// The language cannot write that kind of plugin yet.
+    #[error("`--kind control` is not available for {lang} yet; write control plugins in Rust or Python (`--lang rust` or `--lang python`)")]
+    Unsupported {
+        /// The language asked for.
+        lang: &'static str,
     },
     /// The folder exists and holds files.
     #[error("folder `{}` already exists and is not empty; choose another with `--dir`, or remove it", .0.display())]
@@ -154,6 +162,11 @@ pub fn check_name(name: &str) -> Result<(), ScaffoldError> {
 /// Writes the project; nothing is written when the request is bad or a write fails.
 pub fn create(request: &Request) -> Result<Created, ScaffoldError> {
     check_name(&request.name)?;
+    match (request.kind, request.lang) {
+        (Kind::Control, Lang::C) => return Err(ScaffoldError::Unsupported { lang: "C" }),
+        (Kind::Control, Lang::Js) => return Err(ScaffoldError::Unsupported { lang: "JavaScript" }),
+        _ => {}
+    }
     let dir = request
         .dir
         .clone()

@@ -9,6 +9,7 @@
 
 pub mod calls;
 pub mod command;
+mod control;
 pub mod policy;
 pub mod report;
 pub mod sarif;
@@ -128,6 +129,16 @@ pub async fn check_file(host: &PluginHost, file: &Path, opts: &Options, specs: &
     check_size(&mut report, &opts.budget);
     match host.load_unchecked(file, Some(observed.clone())).await {
         Ok(plugin) => check_loaded(host, &plugin, opts, specs, &observed, &mut report).await,
+        // A control plugin is checked its own way (see `control`).
+        Err(LoadError::Link { .. }) if host.is_control_file(file).await => {
+            match host.load_any(file).await {
+                Ok(super::load::AnyPlugin::Control(c)) => {
+                    control::check_control(host, &c, opts, &observed, &mut report).await
+                }
+                Ok(_) => {}
+                Err(e) => report.finding(load_rule(&e), e.to_string()),
+            }
+        }
         Err(e) => report.finding(load_rule(&e), e.to_string()),
     }
     let attempts = observed
@@ -170,7 +181,7 @@ async fn check_loaded(
     for problem in description_problems(d) {
         report.finding("name", problem);
     }
-    check_imports(host, plugin, &opts.policy, report);
+    check_imports(host, &plugin.component, &opts.policy, report);
     report.timings.compile_ms = Some(plugin.compile_time.as_secs_f64() * 1e3);
     other_compile_time(host, plugin, report).await;
     let specs: Vec<&Spec> = specs
@@ -227,8 +238,13 @@ async fn check_loaded(
 }
 
 /// Lists the imports as capabilities and reports those outside the policy.
-fn check_imports(host: &PluginHost, plugin: &LoadedPlugin, policy: &Policy, report: &mut Report) {
-    let ty = plugin.component.component_type();
+fn check_imports(
+    host: &PluginHost,
+    component: &wasmtime::component::Component,
+    policy: &Policy,
+    report: &mut Report,
+) {
+    let ty = component.component_type();
     for (name, _) in ty.imports(&host.engine.engine) {
         let Some(cap) = Capability::of(name) else {
             continue;

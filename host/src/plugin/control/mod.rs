@@ -30,6 +30,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 pub use self::access::{ControlAccess, HandleCell, CHANGE_BURST, CHANGE_EVERY};
 pub use self::bindings::{ControlDescription, PilotControlPre};
+pub use self::events::kind_name;
 pub use self::outgoing::{Outgoing, OutgoingGrants, MAX_ANSWER_BYTES, REQUEST_DEADLINE};
 pub use self::runtime::{ControlPlugin, Served, MAX_REQUESTS, MAX_RESPONSE_BYTES};
 pub use self::set::ControlPlugins;

@@ -51,7 +51,7 @@ pub enum Served {
 }
 
 /// A live instance: its Store and bindings.
-pub(super) struct Live {
+pub(crate) struct Live {
     pub store: Store<StoreState>,
     pub bindings: PilotControl,
 }
@@ -94,6 +94,40 @@ pub(super) struct Parts {
 }
 
 impl ControlPlugin {
+    /// Builds the plugin for `plugin check`: `settings`' grants, and every attempt beyond them
+    /// recorded into `observed`.
+    pub(crate) async fn for_check(
+        host: &PluginHost,
+        loaded: &super::LoadedControl,
+        settings: crate::manifest::PluginSettings,
+        observed: crate::plugin::sandbox::Observed,
+    ) -> Result<ControlPlugin, String> {
+        let name = loaded.description.name.clone();
+        let http = settings.grants.http.clone();
+        let control = settings.grants.control.clone();
+        let recorder =
+            crate::plugin::watch::Watch::new(&name, Some(observed.clone()), false).recorder();
+        let grants = tokio::task::spawn_blocking(move || Grants::resolve(settings, Some(observed)))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ControlPlugin::new(Parts {
+            engine: host.engine.clone(),
+            pre: loaded.pre.clone(),
+            description: loaded.description.clone(),
+            file: loaded.file.display().to_string(),
+            grants,
+            access: ControlAccess::new(
+                &name,
+                control,
+                Default::default(),
+                no_events(),
+                Some(recorder.clone()),
+            ),
+            outgoing: OutgoingGrants::new(&name, http, no_events(), Some(recorder)),
+            events: no_events(),
+        }))
+    }
+
     /// Builds the plugin from its parts; no instance exists yet.
     pub(super) fn new(p: Parts) -> ControlPlugin {
         let settings = p.grants.settings.clone();
@@ -126,7 +160,7 @@ impl ControlPlugin {
     }
 
     /// Returns the threads its code runs on.
-    pub(super) fn threads(&self) -> crate::plugin::threads::PluginThreads {
+    pub(crate) fn threads(&self) -> crate::plugin::threads::PluginThreads {
         self.engine.threads.clone()
     }
 
@@ -150,7 +184,7 @@ impl ControlPlugin {
     }
 
     /// Makes a fresh instance and configures it with `init`.
-    pub(super) async fn instance(&self) -> Result<(Live, Setup), CallError> {
+    pub(crate) async fn instance(&self) -> Result<(Live, Setup), CallError> {
         let mut store = self.store()?;
         let deadline = Sandbox::armed(&mut store, &self.limits)?;
         let instantiate = self.pre.instantiate_async(&mut store);
@@ -166,7 +200,7 @@ impl ControlPlugin {
     }
 
     /// Runs `call` on `live` under the limits.
-    pub(super) async fn call<R>(
+    pub(crate) async fn call<R>(
         &self,
         live: &mut Live,
         call: impl for<'a> FnOnce(
@@ -228,9 +262,16 @@ impl ControlPlugin {
 
     /// Serves one HTTP request on a fresh instance (the request's path is the part after the mount
     /// point), waiting at most [`ControlPlugin::deadline`] for the whole answer.
-    pub async fn serve(self: &Arc<Self>, request: http::Request<Bytes>) -> Served {
+    pub async fn serve(self: &Arc<Self>, mut request: http::Request<Bytes>) -> Served {
         if self.quarantined() {
             return Served::Quarantined;
+        }
+        // `wasi:http` needs an authority; the control plane's requests name none of their own.
+        if !request.headers().contains_key(http::header::HOST) {
+            request.headers_mut().insert(
+                http::header::HOST,
+                http::HeaderValue::from_static("localhost"),
+            );
         }
         let Ok(permit) = self.requests.clone().try_acquire_owned() else {
             return Served::Busy;
@@ -268,18 +309,26 @@ impl ControlPlugin {
         };
         let (parts, body) = response.into_parts();
         let limited = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES);
-        match tokio::time::timeout_at(deadline, limited.collect()).await {
-            Err(_) => Served::Timeout(self.deadline()),
-            Ok(Ok(collected)) => {
-                Served::Answer(http::Response::from_parts(parts, collected.to_bytes()))
-            }
+        let body = match tokio::time::timeout_at(deadline, limited.collect()).await {
+            Err(_) => return Served::Timeout(self.deadline()),
+            Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e))
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
-                Served::TooLarge
+                return Served::TooLarge
             }
-            Ok(Err(e)) => Served::Failed(format!("its answer's body failed: {e}")),
+            Ok(Err(e)) => return Served::Failed(format!("its answer's body failed: {e}")),
+        };
+        // A body cut short by a handler stopped at its deadline (or trapping) is no answer: only a
+        // handler that returned has said all it meant to.
+        match tokio::time::timeout_at(deadline, done).await {
+            Ok(Ok(Ok(()))) => Served::Answer(http::Response::from_parts(parts, body)),
+            Ok(Ok(Err(CallError::Timeout(_) | CallError::Interrupted(_)))) | Err(_) => {
+                Served::Timeout(self.deadline())
+            }
+            Ok(Ok(Err(e))) => Served::Failed(e.to_string()),
+            Ok(Err(_)) => Served::Failed("its instance ended without a result".into()),
         }
     }
 

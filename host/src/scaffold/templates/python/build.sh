@@ -2,4 +2,4 @@
 # Builds {{name}}.wasm with componentize-py (`pip install -r requirements.txt`, in a venv).
 set -eu
 cd "$(dirname "$0")"
-"${COMPONENTIZE_PY:-componentize-py}" -d wit -w pilot-plugin componentize -p . -p sdk app -o {{name}}.wasm
+"${COMPONENTIZE_PY:-componentize-py}" -d wit -w {{world}} componentize -p . -p sdk app -o {{name}}.wasm
