@@ -7,7 +7,9 @@
 //! - `GET /v1/processes` p50/p99 with 200 concurrent clients, against a bare hyper server answering
 //!   the same bytes;
 //! - restart latency after SIGKILL (kill to the new child running) while 200 status requests per
-//!   second and 50 event-stream clients run, against the same with no load (target ≤ 1.2×).
+//!   second and 50 event-stream clients run, against the same with no load (target ≤ 1.2×);
+//! - a request to a trivial control plugin (a fresh instance each) against a built-in route of about
+//!   the same size (target ≤ 1.5×).
 
 mod load;
 
@@ -193,6 +195,67 @@ async fn round_trip(env: &Env, reps: usize) {
     println!("| the same restart as one API request on the socket | {api_text} | library call: {lib_text} | {:.2}× |", a / lib);
 }
 
+/// One request at a time to a trivial Rust control plugin (`GET /plugins/control-probe/hello`, a
+/// fresh instance each) against a built-in route of about the same size (`GET /v1/plugins`), both
+/// on the socket, interleaved.
+async fn plugin_requests(env: &Env, reps: usize) {
+    let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/control");
+    if !plugins.join("control-probe.wasm").exists() {
+        println!("| control plugin request | skipped: {} is missing (`cargo xtask plugins`) | | |", plugins.display());
+        return;
+    }
+    let manifest = env.scratch.join("plugin-requests.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "control_plugins: [control-probe]\nplugins: {{ control-probe: {{ config: {{ events: [] }} }} }}\nprocesses:\n  - {{ name: p0, path: {} }}\n",
+            env.child.display()
+        ),
+    )
+    .unwrap();
+    let socket = manifest.with_extension("sock");
+    let child = Command::new(&env.host)
+        .arg("run")
+        .arg(&manifest)
+        .arg("--plugins")
+        .arg(&plugins)
+        .arg("--control-socket")
+        .arg(&socket)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let host = Host { child, socket };
+    wait("the control socket answers", || {
+        std::os::unix::net::UnixStream::connect(&host.socket).is_ok()
+    });
+    let client = host.client();
+    let (mut plugin, mut builtin) = (Vec::new(), Vec::new());
+    for i in 0..reps + 20 {
+        for (path, into) in [
+            ("/plugins/control-probe/hello", &mut plugin),
+            ("/v1/plugins", &mut builtin),
+        ] {
+            let t = Instant::now();
+            let (status, _) = client.call(hyper::Method::GET, path, None).await.unwrap();
+            let took = t.elapsed().as_secs_f64() * 1e3;
+            assert!(status.is_success(), "{path}: {status}");
+            if i >= 20 {
+                into.push(took);
+            }
+        }
+    }
+    let (p50, b50) = (percentile(&plugin, 50.0), percentile(&builtin, 50.0));
+    println!(
+        "| control plugin request, fresh instance each (p50, p99) | {p50:.3} ms, {:.3} ms | `GET /v1/plugins`: {b50:.3} ms, {:.3} ms | {:.2}× |",
+        percentile(&plugin, 99.0),
+        percentile(&builtin, 99.0),
+        p50 / b50
+    );
+}
+
 /// `Handle::restart_processes` then the new pid, in this process.
 async fn library_restarts(env: &Env, reps: usize) -> Vec<f64> {
     let manifest = env.manifest("library", 1);
@@ -222,5 +285,6 @@ async fn main() {
     round_trip(&env, if quick { 10 } else { 30 }).await;
     load::status_under_200_clients(&env, if quick { 10 } else { 40 }).await;
     load::restart_under_load(&env, if quick { 2 } else { 4 }).await;
+    plugin_requests(&env, if quick { 200 } else { 1000 }).await;
     let _ = std::fs::remove_dir_all(&env.scratch);
 }
