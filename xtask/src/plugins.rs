@@ -24,6 +24,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("control-probe", "control"),
     ("wit-next-minor", "wit"),
     ("wit-next-patch", "wit"),
+    ("wit-prev-patch", "wit"),
 ];
 
 /// The crate whose examples are the nine plugins of the hostile load scenario, and those examples;

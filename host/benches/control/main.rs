@@ -201,7 +201,10 @@ async fn round_trip(env: &Env, reps: usize) {
 async fn plugin_requests(env: &Env, reps: usize) {
     let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/control");
     if !plugins.join("control-probe.wasm").exists() {
-        println!("| control plugin request | skipped: {} is missing (`cargo xtask plugins`) | | |", plugins.display());
+        println!(
+            "| control plugin request | skipped: {} is missing (`cargo xtask plugins`) | | |",
+            plugins.display()
+        );
         return;
     }
     let manifest = env.scratch.join("plugin-requests.yaml");

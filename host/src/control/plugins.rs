@@ -1,8 +1,8 @@
 //! `/plugins/<name>/...`: requests to control plugins, behind the API's token and limits. The plugin
 //! sees the path after its mount point, the query, the method, the body and the headers, except
 //! `Authorization` (the API's token is never shown to a plugin). Its answer is served as an opaque,
-//! script-isolated document (`Content-Security-Policy: sandbox`), so a plugin's page cannot act as the
-//! dashboard's origin.
+//! script-isolated document (`Content-Security-Policy: sandbox`, never framed), so a plugin's page
+//! cannot act as the dashboard's origin.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -141,5 +141,8 @@ fn answer_of(answer: http::Response<Bytes>) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    parts
+        .headers
+        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     Response::from_parts(parts, Body::from(body))
 }

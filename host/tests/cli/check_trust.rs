@@ -188,6 +188,7 @@ fn another_minor_version_of_the_wit_is_refused_naming_both_and_a_patch_version_l
         f[0].1
     );
     check(&[plugin("wit", "wit-next-patch")]).expect_code(0);
+    check(&[plugin("wit", "wit-prev-patch")]).expect_code(0);
 
     let dir = Scratch::new("wit-versions");
     let plugins = crate::harness::plugin_dir(&dir, &[minor]);
@@ -210,6 +211,18 @@ fn another_minor_version_of_the_wit_is_refused_naming_both_and_a_patch_version_l
     let m = crate::harness::manifest(
         &dir,
         "processes:\n  - { name: a, path: CHILD, ready_strategy: wit-next-patch }\n  - { name: b, path: CHILD, dependencies: [a] }\n",
+    );
+    let pilot = crate::harness::Pilot::run_with_plugins(&m, &plugins);
+    pilot.wait_log("a: ready after", crate::harness::SOON);
+    pilot.wait_log("b: started", crate::harness::SOON);
+    drop(pilot);
+
+    // One built against 0.1.0, before the control world was added, runs too.
+    let dir = Scratch::new("wit-prev-patch");
+    let plugins = crate::harness::plugin_dir(&dir, &[plugin("wit", "wit-prev-patch")]);
+    let m = crate::harness::manifest(
+        &dir,
+        "processes:\n  - { name: a, path: CHILD, ready_strategy: wit-prev-patch }\n  - { name: b, path: CHILD, dependencies: [a] }\n",
     );
     let pilot = crate::harness::Pilot::run_with_plugins(&m, &plugins);
     pilot.wait_log("a: ready after", crate::harness::SOON);

@@ -183,6 +183,7 @@ fn requests_reach_a_control_plugin_over_the_socket_and_http_behind_the_token() {
         .unwrap()
         .starts_with("sandbox"));
     assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
 
     let token = std::fs::read_to_string(c.token_file()).unwrap();
     let (status, _, body) = request(&c.tcp("wrong"), "GET", "/plugins/control-probe/hello");
