@@ -1,6 +1,7 @@
 //! Integration tests: the real `pilot-host` and `process-graph` binaries, run on fixtures and on
 //! manifests written into scratch folders, with real child processes.
 
+mod attack;
 mod check;
 mod check_trust;
 mod control;
@@ -23,6 +24,7 @@ mod sandbox;
 mod scaffold;
 mod scenario;
 mod schema;
+mod security_files;
 mod supervision;
 mod support;
 mod validate;
