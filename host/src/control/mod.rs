@@ -6,16 +6,22 @@
 //! listeners (refusing a second run of the same manifest), then [`Bound::serve`] serves them over a
 //! running supervisor. The returned [`ControlServer`] stops every listener and removes its socket and
 //! generated token when dropped.
+//!
+//! Who may do what: the socket and Process Pilot's protocol serve pilot-host's own user and root, as
+//! the kernel names the peer ([`peer`]); HTTP on TCP serves whoever holds the token.
 
 mod api;
 mod backend;
 mod compat;
 mod dashboard;
 mod error;
+mod frame;
 mod metrics;
 pub mod model;
 pub mod paths;
+pub mod peer;
 mod serve;
+mod start;
 mod stream;
 mod view;
 
@@ -29,10 +35,14 @@ use tokio::task::JoinSet;
 pub use self::api::MAX_BODY;
 pub use self::backend::{Backend, Until};
 pub use self::serve::HEADER_TIMEOUT;
+pub use self::start::StartError;
 use crate::manifest::ControlServer as ManifestControl;
 
 /// The most connections served at once per listener, unless the manifest says otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+/// The environment variable that may hold the bearer token; children do not inherit it.
+pub const TOKEN_VAR: &str = "PILOT_HOST_TOKEN";
 
 /// What to listen on.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -47,6 +57,8 @@ pub struct Settings {
     pub token_file: Option<PathBuf>,
     /// Process Pilot's protocol on TCP.
     pub process_pilot: Option<SocketAddr>,
+    /// Whether every local user may use Process Pilot's protocol (else pilot-host's user and root).
+    pub process_pilot_any_user: bool,
     /// Most connections served at once per listener.
     pub max_connections: usize,
 }
@@ -71,64 +83,10 @@ impl Settings {
             listen: m.listen,
             token_file: m.token_file,
             process_pilot: m.process_pilot,
+            process_pilot_any_user: m.process_pilot_any_user,
             max_connections: m.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         }
     }
-}
-
-/// Why the control plane cannot start; nothing was started.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The socket's folder is unsafe or cannot be made.
-    #[error("control socket folder `{}` {problem}; fix it, or pass `--control-socket PATH` (or `--no-control`)", .dir.display())]
-    Folder {
-        /// The folder.
-        dir: PathBuf,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// Something that is not a socket is in the way.
-    #[error("`{}` exists and is not a socket; remove it or pass another `--control-socket PATH`", .0.display())]
-    NotASocket(PathBuf),
-    /// Another pilot-host serves the socket.
-    #[error("another pilot-host runs this manifest, pid {pid} (its control socket is `{socket}`); stop it first (`pilot-host ctl --socket {socket} shutdown`) or pass another `--control-socket PATH`", socket = .socket.display())]
-    AlreadyRunning {
-        /// The socket.
-        socket: PathBuf,
-        /// The pid serving it.
-        pid: String,
-    },
-    /// A listener cannot be made.
-    #[error(
-        "cannot listen on {addr} for {what}: {source}; pick another address in `control_server`"
-    )]
-    Bind {
-        /// Which listener.
-        what: &'static str,
-        /// The address.
-        addr: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The token file cannot be read.
-    #[error("cannot read the token file `{}`: {source}", .path.display())]
-    Token {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Another file operation failed.
-    #[error("cannot {what}: {source}")]
-    Io {
-        /// What was tried.
-        what: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Files that belong to one run, removed when dropped.
@@ -148,6 +106,7 @@ pub struct Bound {
     unix: Option<UnixListener>,
     tcp: Option<(TcpListener, Arc<str>)>,
     process_pilot: Option<TcpListener>,
+    process_pilot_any_user: bool,
     max: usize,
     owned: Owned,
     addresses: Addresses,
@@ -164,6 +123,8 @@ pub struct Addresses {
     pub token_file: Option<PathBuf>,
     /// Process Pilot's protocol.
     pub process_pilot: Option<SocketAddr>,
+    /// Whether every local user may use it.
+    pub process_pilot_any_user: bool,
 }
 
 /// Makes every listener of `settings` and prints where they are.
@@ -177,13 +138,8 @@ pub async fn bind(settings: &Settings) -> Result<Bound, StartError> {
                 paths::ensure_private_dir(path.parent().unwrap_or(Path::new("/")))?;
             }
             paths::clear_stale(path).await?;
-            let listener = UnixListener::bind(path).map_err(|e| StartError::Bind {
-                what: "the control socket",
-                addr: format!("`{}`", path.display()),
-                source: e,
-            })?;
+            let listener = paths::bind_private(path)?;
             owned.0.push(path.clone());
-            paths::make_private(path)?;
             addresses.socket = Some(path.clone());
             Some(listener)
         }
@@ -205,11 +161,13 @@ pub async fn bind(settings: &Settings) -> Result<Bound, StartError> {
             Some(listener)
         }
     };
+    addresses.process_pilot_any_user = settings.process_pilot_any_user;
     announce(&addresses);
     Ok(Bound {
         unix,
         tcp,
         process_pilot,
+        process_pilot_any_user: settings.process_pilot_any_user,
         max: settings.max_connections.max(1),
         owned,
         addresses,
@@ -239,7 +197,7 @@ fn token(
                 source: e,
             });
     }
-    if let Some(token) = std::env::var("PILOT_HOST_TOKEN")
+    if let Some(token) = std::env::var(TOKEN_VAR)
         .ok()
         .filter(|t| !t.trim().is_empty())
     {
@@ -270,12 +228,17 @@ fn announce(a: &Addresses) {
                 file.display()
             ),
             None => {
-                tracing::info!("dashboard: http://{http}/ (bearer token from PILOT_HOST_TOKEN)")
+                tracing::info!("dashboard: http://{http}/ (bearer token from {TOKEN_VAR})")
             }
         }
     }
     if let Some(pp) = a.process_pilot {
-        tracing::warn!("Process Pilot control protocol on {pp}: unauthenticated, as in Process Pilot (loopback only)");
+        let who = if a.process_pilot_any_user {
+            "every local user may use it"
+        } else {
+            "only pilot-host's own user and root may use it"
+        };
+        tracing::warn!("Process Pilot control protocol on {pp}: unauthenticated, as in Process Pilot (loopback only; {who})");
     }
 }
 
@@ -290,22 +253,19 @@ impl Bound {
         let mut tasks = JoinSet::new();
         if let Some(unix) = self.unix {
             let router = api::router(backend.clone(), None);
-            tasks.spawn(serve::accept_loop(
-                serve::Listener::Unix(unix),
-                router,
-                self.max,
-            ));
+            tasks.spawn(serve::unix_loop(unix, router, self.max));
         }
         if let Some((tcp, token)) = self.tcp {
             let router = api::router(backend.clone(), Some(token));
-            tasks.spawn(serve::accept_loop(
-                serve::Listener::Tcp(tcp),
-                router,
-                self.max,
-            ));
+            tasks.spawn(serve::tcp_loop(tcp, router, self.max));
         }
         if let Some(pp) = self.process_pilot {
-            tasks.spawn(compat::accept_loop(pp, backend.clone(), self.max));
+            tasks.spawn(compat::accept_loop(
+                pp,
+                backend.clone(),
+                self.max,
+                self.process_pilot_any_user,
+            ));
         }
         tasks.spawn(backend.feed_stats());
         ControlServer {

@@ -1,5 +1,8 @@
-//! Serving connections: one accept loop per listener, a cap on connections served at once, a deadline
-//! for request headers, and hyper's HTTP/1 on top (the same code for TCP and the unix socket).
+//! Serving connections: one accept loop per listener, caps on connections, deadlines, and hyper's
+//! HTTP/1 on top (the same for TCP and the unix socket).
+//!
+//! The unix socket serves only pilot-host's own user and root, as the kernel says the peer is
+//! (SO_PEERCRED, on every accept); anyone else is answered 403.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,53 +16,86 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use super::error::ApiError;
+use super::peer;
+
 /// How long a client has to send a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections past the cap still get a `503` answer, this many at a time; the rest are closed.
+/// Connections past the cap still get an answer (`503`, or `403` for another user), this many at a
+/// time; the rest are closed.
 const REJECTING: usize = 64;
 
-/// A socket to accept HTTP connections on.
-pub enum Listener {
-    /// TCP.
-    Tcp(TcpListener),
-    /// A unix socket.
-    Unix(UnixListener),
-}
-
-/// Accepts connections on `listener` and serves `router` on each, at most `max` at once, until the
-/// task is aborted (which closes every connection it serves).
-pub async fn accept_loop(listener: Listener, router: Router, max: usize) {
+/// Accepts connections on the unix socket and serves `router` on each, at most `max` at once, until
+/// the task is aborted (which closes every connection it serves).
+pub async fn unix_loop(listener: UnixListener, router: Router, max: usize) {
     let permits = Arc::new(Semaphore::new(max));
     let rejects = Arc::new(Semaphore::new(REJECTING));
     let mut connections = JoinSet::new();
     loop {
-        let accepted = match &listener {
-            Listener::Tcp(l) => l.accept().await.map(|(s, _)| Conn::Tcp(s)),
-            Listener::Unix(l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
-        };
+        let accepted = listener.accept().await;
         while connections.try_join_next().is_some() {}
-        let conn = match accepted {
-            Ok(conn) => conn,
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
             Err(e) => {
-                // Out of file descriptors, most likely: let connections end before accepting more.
-                tracing::warn!("control server: cannot accept a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                pause_after(e).await;
                 continue;
             }
         };
-        if let Ok(permit) = permits.clone().try_acquire_owned() {
-            connections.spawn(conn.serve(router.clone(), Some(permit), true));
+        let uid = stream.peer_cred().map(|c| c.uid());
+        if let Some(refused) = match uid {
+            Ok(uid) if peer::allowed(uid) => None,
+            Ok(uid) => Some(peer::refusal(uid, "this control socket")),
+            Err(e) => Some(format!("pilot-host cannot tell who connected ({e})")),
+        } {
+            tracing::debug!("control socket: {refused}");
+            if let Ok(permit) = rejects.clone().try_acquire_owned() {
+                connections.spawn(serve_io(stream, forbidden(refused), permit, false));
+            }
+        } else if let Ok(permit) = permits.clone().try_acquire_owned() {
+            connections.spawn(serve_io(stream, router.clone(), permit, true));
         } else if let Ok(permit) = rejects.clone().try_acquire_owned() {
-            connections.spawn(conn.serve(busy(max), Some(permit), false));
+            connections.spawn(serve_io(stream, busy(max), permit, false));
         }
     }
+}
+
+/// Accepts connections on TCP and serves `router` on each, at most `max` at once, until the task is
+/// aborted (which closes every connection it serves).
+pub async fn tcp_loop(listener: TcpListener, router: Router, max: usize) {
+    let permits = Arc::new(Semaphore::new(max));
+    let rejects = Arc::new(Semaphore::new(REJECTING));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = listener.accept().await;
+        while connections.try_join_next().is_some() {}
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                pause_after(e).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            connections.spawn(serve_io(stream, router.clone(), permit, true));
+        } else if let Ok(permit) = rejects.clone().try_acquire_owned() {
+            connections.spawn(serve_io(stream, busy(max), permit, false));
+        }
+    }
+}
+
+/// Lets connections end before accepting more, after an accept failed (out of file descriptors,
+/// most likely).
+async fn pause_after(e: std::io::Error) {
+    tracing::warn!("control server: cannot accept a connection: {e}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 /// A router that answers every request with 503, for connections past the cap.
 fn busy(max: usize) -> Router {
     Router::new().fallback(move || async move {
-        super::error::ApiError {
+        ApiError {
             status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
             kind: "busy",
             message: format!(
@@ -69,22 +105,23 @@ fn busy(max: usize) -> Router {
     })
 }
 
-enum Conn {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
+/// A router that answers every request with 403, for another user on the unix socket.
+fn forbidden(message: String) -> Router {
+    Router::new().fallback(move || async move {
+        ApiError {
+            status: axum::http::StatusCode::FORBIDDEN,
+            kind: "forbidden",
+            message,
+        }
+    })
 }
 
-impl Conn {
-    async fn serve(self, router: Router, permit: Option<OwnedSemaphorePermit>, keep_alive: bool) {
-        match self {
-            Conn::Tcp(s) => {
-                let _ = s.set_nodelay(true);
-                serve_http(s, router, keep_alive).await
-            }
-            Conn::Unix(s) => serve_http(s, router, keep_alive).await,
-        }
-        drop(permit);
-    }
+async fn serve_io<T>(io: T, router: Router, permit: OwnedSemaphorePermit, keep_alive: bool)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    serve_http(io, router, keep_alive).await;
+    drop(permit);
 }
 
 async fn serve_http<T>(io: T, router: Router, keep_alive: bool)

@@ -85,6 +85,14 @@ fn settings(c: &mut Checker, s: &RawControlSettings) -> Option<ControlServer> {
     if let Some(addr) = process_pilot.filter(|a| !a.ip().is_loopback()) {
         c.problem(None, "control_server.process_pilot", format!("`{addr}` is not a loopback address; Process Pilot's protocol has no authentication, so it listens on loopback only (e.g. `127.0.0.1:9999`)"));
     }
+    let process_pilot_any_user = s.process_pilot_any_user.unwrap_or(false);
+    if process_pilot_any_user && process_pilot.is_none() {
+        c.warn(
+            None,
+            "control_server.process_pilot_any_user",
+            "has no effect without `process_pilot`",
+        );
+    }
     if s.max_connections == Some(0) {
         c.problem(
             None,
@@ -98,6 +106,7 @@ fn settings(c: &mut Checker, s: &RawControlSettings) -> Option<ControlServer> {
         token_file,
         allow_remote,
         process_pilot,
+        process_pilot_any_user,
         max_connections: s.max_connections.map(|n| n as usize),
     })
 }

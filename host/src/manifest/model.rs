@@ -168,6 +168,8 @@ pub struct ControlServer {
     pub allow_remote: bool,
     /// Process Pilot's own TCP protocol on this (loopback) address.
     pub process_pilot: Option<SocketAddr>,
+    /// Whether every local user may use `process_pilot` (else pilot-host's own user and root).
+    pub process_pilot_any_user: bool,
     /// Most connections served at once per listener; `None`: the default.
     pub max_connections: Option<usize>,
 }

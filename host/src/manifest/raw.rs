@@ -215,6 +215,11 @@ pub struct RawControlSettings {
     /// `127.0.0.1:9999`). Example: `process_pilot: "127.0.0.1:9999"`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_pilot: Option<String>,
+    /// Let every local user use `process_pilot`, as in Process Pilot (by default only pilot-host's
+    /// own user and root may: the kernel names each connection's owner). Default false.
+    /// Example: `process_pilot_any_user: true`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_pilot_any_user: Option<bool>,
     /// Most connections served at once on each listener. Default 2048.
     /// Example: `max_connections: 256`
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -186,7 +186,11 @@ fn an_unsafe_socket_folder_is_refused_and_nothing_starts() {
         &["run".as_ref(), manifest.as_os_str()],
         &[("XDG_RUNTIME_DIR", runtime.as_os_str())],
     );
-    assert_eq!(pilot.wait_exit(SOON).code(), Some(1));
+    assert_eq!(
+        pilot.wait_exit(SOON).code(),
+        Some(2),
+        "bad input, not a failure"
+    );
     let err = pilot.stderr_text();
     assert!(
         err.contains(&format!(

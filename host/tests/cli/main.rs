@@ -25,6 +25,7 @@ mod scaffold;
 mod scenario;
 mod schema;
 mod security_files;
+mod security_local;
 mod supervision;
 mod support;
 mod validate;
