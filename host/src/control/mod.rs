@@ -7,8 +7,10 @@
 //! running supervisor. The returned [`ControlServer`] stops every listener and removes its socket and
 //! generated token when dropped.
 //!
-//! Who may do what: the socket and Process Pilot's protocol serve pilot-host's own user and root, as
-//! the kernel names the peer ([`peer`]); HTTP on TCP serves whoever holds the token.
+//! Who may do what (the README's "Security model"): the socket and Process Pilot's protocol serve
+//! pilot-host's own user and root, as the kernel names the peer ([`peer`]); HTTP on TCP serves whoever
+//! holds the token, behind a guard (host check, back-off of token guessers, slots kept for token
+//! holders) and, beyond loopback, over TLS ([`tls`]).
 
 mod api;
 mod backend;
@@ -16,13 +18,18 @@ mod compat;
 mod dashboard;
 mod error;
 mod frame;
+mod guard;
+mod hosts;
 mod metrics;
 pub mod model;
 pub mod paths;
 pub mod peer;
 mod serve;
+mod slots;
 mod start;
 mod stream;
+mod throttle;
+pub mod tls;
 mod view;
 
 use std::net::SocketAddr;
@@ -34,9 +41,12 @@ use tokio::task::JoinSet;
 
 pub use self::api::MAX_BODY;
 pub use self::backend::{Backend, Until};
-pub use self::serve::HEADER_TIMEOUT;
+pub use self::dashboard::CSP;
+pub use self::paths::{token_bits, MIN_TOKEN_BITS};
+pub use self::serve::{FIRST_REQUEST_TIMEOUT, HEADER_TIMEOUT};
 pub use self::start::StartError;
-use crate::manifest::ControlServer as ManifestControl;
+pub use self::throttle::FREE as FREE_WRONG_TOKENS;
+use crate::manifest::{ControlServer as ManifestControl, TlsFiles};
 
 /// The most connections served at once per listener, unless the manifest says otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
@@ -61,6 +71,10 @@ pub struct Settings {
     pub process_pilot_any_user: bool,
     /// Most connections served at once per listener.
     pub max_connections: usize,
+    /// TLS on `listen`.
+    pub tls: Option<TlsFiles>,
+    /// Host names requests on `listen` may carry besides loopback and the listen address.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Settings {
@@ -85,6 +99,8 @@ impl Settings {
             process_pilot: m.process_pilot,
             process_pilot_any_user: m.process_pilot_any_user,
             max_connections: m.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            tls: m.tls,
+            allowed_hosts: m.allowed_hosts,
         }
     }
 }
@@ -101,10 +117,18 @@ impl Drop for Owned {
     }
 }
 
+/// The HTTP listener on TCP and what guards it.
+struct Http {
+    listener: TcpListener,
+    token: Arc<str>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    hosts: hosts::Hosts,
+}
+
 /// Listeners made by [`bind`], not serving yet.
 pub struct Bound {
     unix: Option<UnixListener>,
-    tcp: Option<(TcpListener, Arc<str>)>,
+    tcp: Option<Http>,
     process_pilot: Option<TcpListener>,
     process_pilot_any_user: bool,
     max: usize,
@@ -119,6 +143,8 @@ pub struct Addresses {
     pub socket: Option<PathBuf>,
     /// The HTTP address (with the port the OS picked for port 0).
     pub http: Option<SocketAddr>,
+    /// Whether it serves TLS.
+    pub https: bool,
     /// Where the bearer token is, when it is in a file.
     pub token_file: Option<PathBuf>,
     /// Process Pilot's protocol.
@@ -146,12 +172,7 @@ pub async fn bind(settings: &Settings) -> Result<Bound, StartError> {
     };
     let tcp = match settings.listen {
         None => None,
-        Some(addr) => {
-            let token = token(settings, &mut owned, &mut addresses)?;
-            let listener = listen(addr, "the HTTP control API").await?;
-            addresses.http = listener.local_addr().ok();
-            Some((listener, token))
-        }
+        Some(addr) => Some(http(settings, addr, &mut owned, &mut addresses).await?),
     };
     let process_pilot = match settings.process_pilot {
         None => None,
@@ -171,6 +192,32 @@ pub async fn bind(settings: &Settings) -> Result<Bound, StartError> {
         max: settings.max_connections.max(1),
         owned,
         addresses,
+    })
+}
+
+/// Makes the HTTP listener on `addr`, with its token, TLS and hosts.
+async fn http(
+    settings: &Settings,
+    addr: SocketAddr,
+    owned: &mut Owned,
+    addresses: &mut Addresses,
+) -> Result<Http, StartError> {
+    let tls = match &settings.tls {
+        None => None,
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+            &files.cert,
+            &files.key,
+        )?)),
+    };
+    let token = token(settings, owned, addresses)?;
+    let listener = listen(addr, "the HTTP control API").await?;
+    addresses.http = listener.local_addr().ok();
+    addresses.https = tls.is_some();
+    Ok(Http {
+        hosts: hosts::Hosts::new(addr, settings.allowed_hosts.clone()),
+        listener,
+        token,
+        tls,
     })
 }
 
@@ -201,6 +248,10 @@ fn token(
         .ok()
         .filter(|t| !t.trim().is_empty())
     {
+        let bits = token_bits(token.trim());
+        if bits < MIN_TOKEN_BITS {
+            tracing::warn!("{TOKEN_VAR} holds a token of about {bits:.0} bits, which can be guessed; use one of at least {MIN_TOKEN_BITS:.0} bits (e.g. `openssl rand -hex 32`)");
+        }
         return Ok(Arc::from(token.trim()));
     }
     let beside = settings
@@ -222,14 +273,18 @@ fn announce(a: &Addresses) {
         );
     }
     if let Some(http) = a.http {
+        let scheme = if a.https { "https" } else { "http" };
         match &a.token_file {
             Some(file) => tracing::info!(
-                "dashboard: http://{http}/ (bearer token in {})",
+                "dashboard: {scheme}://{http}/ (bearer token in {})",
                 file.display()
             ),
             None => {
-                tracing::info!("dashboard: http://{http}/ (bearer token from {TOKEN_VAR})")
+                tracing::info!("dashboard: {scheme}://{http}/ (bearer token from {TOKEN_VAR})")
             }
+        }
+        if !http.ip().is_loopback() && !a.https {
+            tracing::warn!("the control API on {http} is plain HTTP (`insecure_plaintext`): the token and the API cross the network unencrypted");
         }
     }
     if let Some(pp) = a.process_pilot {
@@ -255,9 +310,10 @@ impl Bound {
             let router = api::router(backend.clone(), None);
             tasks.spawn(serve::unix_loop(unix, router, self.max));
         }
-        if let Some((tcp, token)) = self.tcp {
-            let router = api::router(backend.clone(), Some(token));
-            tasks.spawn(serve::tcp_loop(tcp, router, self.max));
+        if let Some(http) = self.tcp {
+            let router = api::router(backend.clone(), Some(http.token.clone()));
+            let router = guard::protect(router, guard::Guard::new(http.token, http.hosts));
+            tasks.spawn(serve::tcp_loop(http.listener, http.tls, router, self.max));
         }
         if let Some(pp) = self.process_pilot {
             tasks.spawn(compat::accept_loop(

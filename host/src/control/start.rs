@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::tls;
+
 /// Why the control plane cannot start; nothing was started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -40,6 +42,9 @@ pub enum StartError {
     /// Something that pilot-host did not write is where it would write its token.
     #[error("`{}` exists and is not a token file pilot-host left behind; pilot-host writes the token it generates there, so move that file away, or set `control_server.token_file`, or pass another `--control-socket PATH`", .0.display())]
     TokenInTheWay(PathBuf),
+    /// The TLS certificate or key cannot be used.
+    #[error("cannot serve TLS: {0}; fix `control_server.tls`")]
+    Tls(#[from] tls::TlsError),
     /// The token file cannot be read.
     #[error("cannot read the token file `{}`: {source}", .path.display())]
     Token {
@@ -69,6 +74,7 @@ impl StartError {
             StartError::Folder { .. }
                 | StartError::NotASocket(_)
                 | StartError::TokenInTheWay(_)
+                | StartError::Tls(_)
                 | StartError::Token { .. }
         )
     }

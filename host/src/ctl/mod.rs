@@ -29,12 +29,16 @@ pub struct CtlArgs {
     /// The manifest pilot-host runs; its socket is derived from its path.
     #[arg(long, value_name = "FILE", conflicts_with = "url")]
     pub manifest: Option<PathBuf>,
-    /// HTTP address of the control server, e.g. `http://127.0.0.1:7070`.
+    /// HTTP address of the control server, e.g. `http://127.0.0.1:7070` or `https://host:7070`.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// File holding the bearer token for `--url` (default: PILOT_HOST_TOKEN).
     #[arg(long, value_name = "FILE", requires = "url")]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the certificate authorities (or the certificate itself) to verify an `https://`
+    /// server with, instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub ca_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: CtlCommand,

@@ -1,4 +1,4 @@
-//! Where `ctl` connects: `--url` (HTTP, with the token), `--socket`, or a socket it finds by
+//! Where `ctl` connects: `--url` (HTTP or HTTPS, with the token), `--socket`, or a socket it finds by
 //! itself (from `--manifest`, or the only live one of this user's) in a folder it checks as `run`
 //! does.
 
@@ -44,21 +44,27 @@ fn check_runtime_dir() -> Result<(), Stop> {
 }
 
 fn url_target(url: &str, args: &CtlArgs) -> Result<Target, Stop> {
-    let uri: hyper::Uri = url.parse().map_err(|e| {
-        Stop::Usage(format!(
-            "`--url {url}` is not a URL ({e}); write e.g. `http://127.0.0.1:7070`"
-        ))
-    })?;
-    if uri.scheme_str().is_some_and(|s| s != "http") {
+    let example = "write e.g. `http://127.0.0.1:7070` or `https://pilot.example.com:7070`";
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| Stop::Usage(format!("`--url {url}` is not a URL ({e}); {example}")))?;
+    let (tls, port) = match uri.scheme_str() {
+        None | Some("http") => (false, 80),
+        Some("https") => (true, 443),
+        Some(other) => {
+            return Err(Stop::Usage(format!(
+                "`--url {url}`: `{other}://` is not served; use `http://` or `https://`"
+            )))
+        }
+    };
+    if args.ca_file.is_some() && !tls {
         return Err(Stop::Usage(format!(
-            "`--url {url}`: only `http://` is served"
+            "`--ca-file` verifies TLS, but `--url {url}` is plain HTTP; use `https://`"
         )));
     }
-    let authority = uri.authority().ok_or_else(|| {
-        Stop::Usage(format!(
-            "`--url {url}` has no host; write e.g. `http://127.0.0.1:7070`"
-        ))
-    })?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| Stop::Usage(format!("`--url {url}` has no host; {example}")))?;
     let token = match &args.token_file {
         Some(f) => paths::read_token(f).map_err(|e| {
             Stop::Usage(format!("cannot read the token file `{}`: {e}", f.display()))
@@ -76,11 +82,16 @@ fn url_target(url: &str, args: &CtlArgs) -> Result<Target, Stop> {
     let authority = if authority.port().is_some() {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{port}")
     };
+    let tls = tls
+        .then(|| crate::control::tls::client_config(args.ca_file.as_deref()))
+        .transpose()
+        .map_err(|e| Stop::Usage(e.to_string()))?;
     Ok(Target::Tcp {
         authority,
         token: token.trim().to_string(),
+        tls,
     })
 }
 

@@ -20,7 +20,7 @@ mod validate;
 pub use error::{ManifestError, Problem, ProcessRef};
 pub use model::{
     ControlServer, Manifest, PluginSettings, ProcessSpec, Readiness, ReadyStrategy, RestartPolicy,
-    ShutdownStrategy,
+    ShutdownStrategy, TlsFiles,
 };
 pub use names::{escape_controls, plugin_name_problem, PluginNameKind, MAX_PLUGIN_NAME};
 pub use process::{cpu_count, BUILTIN_READY};
