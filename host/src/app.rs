@@ -235,9 +235,13 @@ pub async fn run(
         config.control_socket.clone(),
         config.control,
     );
-    let control = crate::control::bind(&control)
-        .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
+    let control = crate::control::bind(&control).await.map_err(|e| {
+        if e.is_bad_input() {
+            Failure::BadInput(e.into())
+        } else {
+            Failure::Runtime(e.into())
+        }
+    })?;
     let stats_interval = manifest.stats_interval;
     let guard = config.guard.clone().or_else(|| {
         std::env::current_exe()

@@ -29,6 +29,9 @@
 //! - `--busy`: keep one core busy.
 //! - `--append-start PATH`: append `NAME NANOS` to PATH at start.
 //! - `--append-listen PATH`: append `NAME NANOS` to PATH once a later `--listen-after` listens.
+//! - `--request unix:PATH|tcp:ADDR TEXT`: connect, send TEXT, print what comes back until the other
+//!   side closes (or 10 s pass), then exit 0 (`error: ...` and exit 1 when it cannot connect). Tests
+//!   run it as another user to try the control plane as that user would.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -127,6 +130,42 @@ fn read_request(stream: &mut std::net::TcpStream) -> Vec<u8> {
         };
         if n == 0 || done || got.len() > 64 * 1024 {
             return got;
+        }
+    }
+}
+
+/// Sends `text` to `target` (`unix:PATH` or `tcp:ADDR`), prints the answer and exits.
+fn request(target: &str, text: &str) -> ! {
+    fn exchange(mut s: impl Read + Write, text: &str) -> std::io::Result<Vec<u8>> {
+        s.write_all(text.as_bytes())?;
+        let mut answer = Vec::new();
+        // A server that refuses may close at once: what it said before still counts.
+        let _ = s.read_to_end(&mut answer);
+        Ok(answer)
+    }
+    let timeout = Some(Duration::from_secs(10));
+    let answer = if let Some(path) = target.strip_prefix("unix:") {
+        std::os::unix::net::UnixStream::connect(path).and_then(|s| {
+            s.set_read_timeout(timeout)?;
+            exchange(s, text)
+        })
+    } else {
+        let addr = target.strip_prefix("tcp:").unwrap_or(target);
+        std::net::TcpStream::connect(addr).and_then(|s| {
+            s.set_read_timeout(timeout)?;
+            exchange(s, text)
+        })
+    };
+    match answer {
+        Ok(bytes) => {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(&bytes);
+            let _ = out.flush();
+            std::process::exit(0)
+        }
+        Err(e) => {
+            println!("error: {e}");
+            std::process::exit(1)
         }
     }
 }
@@ -293,6 +332,11 @@ fn main() {
                         );
                     }
                 });
+            }
+            "--request" => {
+                let target = next(&mut i);
+                let text = next(&mut i);
+                request(&target, &text);
             }
             "--long-line" => {
                 let n: usize = next(&mut i).parse().unwrap();

@@ -137,12 +137,14 @@ pub fn target_dir() -> PathBuf {
 /// The version of npm's `playwright-core` the dashboard test drives Chromium with.
 const PLAYWRIGHT_CORE: &str = "1.65.1";
 
-/// Installs what the dashboard and terminal tests need: tmux, Debian's Chromium, Node.js, and
+/// Installs what the dashboard, terminal and security tests need: tmux, strace (which holds a
+/// system call to show what pilot-host does meanwhile), Debian's Chromium, Node.js, and
 /// `playwright-core` into `target/browser/` (it downloads no browser of its own).
 fn ensure_browser() -> Result<(), String> {
     ensure_apt(
         &[
             ("tmux", "tmux"),
+            ("strace", "strace"),
             ("/usr/bin/chromium", "chromium"),
             ("node", "nodejs"),
             ("npm", "npm"),

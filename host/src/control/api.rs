@@ -55,7 +55,7 @@ async fn require_token(State(token): State<Arc<str>>, request: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(""));
+        .map(|v| super::guard::bearer(v).unwrap_or(""));
     match given {
         Some(t) if same(t.trim().as_bytes(), token.as_bytes()) => next.run(request).await,
         Some(_) => ApiError::unauthorized("the bearer token is wrong; use the one in the token file pilot-host printed at start").into_response(),
@@ -64,7 +64,7 @@ async fn require_token(State(token): State<Arc<str>>, request: Request, next: Ne
 }
 
 /// Compares in time independent of where the first difference is.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

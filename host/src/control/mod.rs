@@ -6,18 +6,31 @@
 //! listeners (refusing a second run of the same manifest), then [`Bound::serve`] serves them over a
 //! running supervisor. The returned [`ControlServer`] stops every listener and removes its socket and
 //! generated token when dropped.
+//!
+//! Who may do what (the README's "Security model"): the socket and Process Pilot's protocol serve
+//! pilot-host's own user and root, as the kernel names the peer ([`peer`]); HTTP on TCP serves whoever
+//! holds the token, behind a guard (host check, back-off of token guessers, slots kept for token
+//! holders) and, beyond loopback, over TLS ([`tls`]).
 
 mod api;
 mod backend;
 mod compat;
 mod dashboard;
 mod error;
+mod frame;
+mod guard;
+mod hosts;
 mod metrics;
 pub mod model;
 pub mod paths;
+pub mod peer;
 mod plugins;
 mod serve;
+mod slots;
+mod start;
 mod stream;
+mod throttle;
+pub mod tls;
 mod view;
 
 use std::net::SocketAddr;
@@ -29,11 +42,18 @@ use tokio::task::JoinSet;
 
 pub use self::api::MAX_BODY;
 pub use self::backend::{Backend, Until};
-pub use self::serve::HEADER_TIMEOUT;
-use crate::manifest::ControlServer as ManifestControl;
+pub use self::dashboard::CSP;
+pub use self::paths::{token_bits, MIN_TOKEN_BITS};
+pub use self::serve::{FIRST_REQUEST_TIMEOUT, HEADER_TIMEOUT};
+pub use self::start::StartError;
+pub use self::throttle::FREE as FREE_WRONG_TOKENS;
+use crate::manifest::{ControlServer as ManifestControl, TlsFiles};
 
 /// The most connections served at once per listener, unless the manifest says otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+/// The environment variable that may hold the bearer token; children do not inherit it.
+pub const TOKEN_VAR: &str = "PILOT_HOST_TOKEN";
 
 /// What to listen on.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,8 +68,14 @@ pub struct Settings {
     pub token_file: Option<PathBuf>,
     /// Process Pilot's protocol on TCP.
     pub process_pilot: Option<SocketAddr>,
+    /// Whether every local user may use Process Pilot's protocol (else pilot-host's user and root).
+    pub process_pilot_any_user: bool,
     /// Most connections served at once per listener.
     pub max_connections: usize,
+    /// TLS on `listen`.
+    pub tls: Option<TlsFiles>,
+    /// Host names requests on `listen` may carry besides loopback and the listen address.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Settings {
@@ -72,64 +98,12 @@ impl Settings {
             listen: m.listen,
             token_file: m.token_file,
             process_pilot: m.process_pilot,
+            process_pilot_any_user: m.process_pilot_any_user,
             max_connections: m.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            tls: m.tls,
+            allowed_hosts: m.allowed_hosts,
         }
     }
-}
-
-/// Why the control plane cannot start; nothing was started.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The socket's folder is unsafe or cannot be made.
-    #[error("control socket folder `{}` {problem}; fix it, or pass `--control-socket PATH` (or `--no-control`)", .dir.display())]
-    Folder {
-        /// The folder.
-        dir: PathBuf,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// Something that is not a socket is in the way.
-    #[error("`{}` exists and is not a socket; remove it or pass another `--control-socket PATH`", .0.display())]
-    NotASocket(PathBuf),
-    /// Another pilot-host serves the socket.
-    #[error("another pilot-host runs this manifest, pid {pid} (its control socket is `{socket}`); stop it first (`pilot-host ctl --socket {socket} shutdown`) or pass another `--control-socket PATH`", socket = .socket.display())]
-    AlreadyRunning {
-        /// The socket.
-        socket: PathBuf,
-        /// The pid serving it.
-        pid: String,
-    },
-    /// A listener cannot be made.
-    #[error(
-        "cannot listen on {addr} for {what}: {source}; pick another address in `control_server`"
-    )]
-    Bind {
-        /// Which listener.
-        what: &'static str,
-        /// The address.
-        addr: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The token file cannot be read.
-    #[error("cannot read the token file `{}`: {source}", .path.display())]
-    Token {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Another file operation failed.
-    #[error("cannot {what}: {source}")]
-    Io {
-        /// What was tried.
-        what: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Files that belong to one run, removed when dropped.
@@ -144,11 +118,20 @@ impl Drop for Owned {
     }
 }
 
+/// The HTTP listener on TCP and what guards it.
+struct Http {
+    listener: TcpListener,
+    token: Arc<str>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    hosts: hosts::Hosts,
+}
+
 /// Listeners made by [`bind`], not serving yet.
 pub struct Bound {
     unix: Option<UnixListener>,
-    tcp: Option<(TcpListener, Arc<str>)>,
+    tcp: Option<Http>,
     process_pilot: Option<TcpListener>,
+    process_pilot_any_user: bool,
     max: usize,
     owned: Owned,
     addresses: Addresses,
@@ -161,10 +144,14 @@ pub struct Addresses {
     pub socket: Option<PathBuf>,
     /// The HTTP address (with the port the OS picked for port 0).
     pub http: Option<SocketAddr>,
+    /// Whether it serves TLS.
+    pub https: bool,
     /// Where the bearer token is, when it is in a file.
     pub token_file: Option<PathBuf>,
     /// Process Pilot's protocol.
     pub process_pilot: Option<SocketAddr>,
+    /// Whether every local user may use it.
+    pub process_pilot_any_user: bool,
 }
 
 /// Makes every listener of `settings` and prints where they are.
@@ -178,25 +165,15 @@ pub async fn bind(settings: &Settings) -> Result<Bound, StartError> {
                 paths::ensure_private_dir(path.parent().unwrap_or(Path::new("/")))?;
             }
             paths::clear_stale(path).await?;
-            let listener = UnixListener::bind(path).map_err(|e| StartError::Bind {
-                what: "the control socket",
-                addr: format!("`{}`", path.display()),
-                source: e,
-            })?;
+            let listener = paths::bind_private(path)?;
             owned.0.push(path.clone());
-            paths::make_private(path)?;
             addresses.socket = Some(path.clone());
             Some(listener)
         }
     };
     let tcp = match settings.listen {
         None => None,
-        Some(addr) => {
-            let token = token(settings, &mut owned, &mut addresses)?;
-            let listener = listen(addr, "the HTTP control API").await?;
-            addresses.http = listener.local_addr().ok();
-            Some((listener, token))
-        }
+        Some(addr) => Some(http(settings, addr, &mut owned, &mut addresses).await?),
     };
     let process_pilot = match settings.process_pilot {
         None => None,
@@ -206,14 +183,42 @@ pub async fn bind(settings: &Settings) -> Result<Bound, StartError> {
             Some(listener)
         }
     };
+    addresses.process_pilot_any_user = settings.process_pilot_any_user;
     announce(&addresses);
     Ok(Bound {
         unix,
         tcp,
         process_pilot,
+        process_pilot_any_user: settings.process_pilot_any_user,
         max: settings.max_connections.max(1),
         owned,
         addresses,
+    })
+}
+
+/// Makes the HTTP listener on `addr`, with its token, TLS and hosts.
+async fn http(
+    settings: &Settings,
+    addr: SocketAddr,
+    owned: &mut Owned,
+    addresses: &mut Addresses,
+) -> Result<Http, StartError> {
+    let tls = match &settings.tls {
+        None => None,
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+            &files.cert,
+            &files.key,
+        )?)),
+    };
+    let token = token(settings, owned, addresses)?;
+    let listener = listen(addr, "the HTTP control API").await?;
+    addresses.http = listener.local_addr().ok();
+    addresses.https = tls.is_some();
+    Ok(Http {
+        hosts: hosts::Hosts::new(addr, settings.allowed_hosts.clone()),
+        listener,
+        token,
+        tls,
     })
 }
 
@@ -240,10 +245,14 @@ fn token(
                 source: e,
             });
     }
-    if let Some(token) = std::env::var("PILOT_HOST_TOKEN")
+    if let Some(token) = std::env::var(TOKEN_VAR)
         .ok()
         .filter(|t| !t.trim().is_empty())
     {
+        let bits = token_bits(token.trim());
+        if bits < MIN_TOKEN_BITS {
+            tracing::warn!("{TOKEN_VAR} holds a token of about {bits:.0} bits, which can be guessed; use one of at least {MIN_TOKEN_BITS:.0} bits (e.g. `openssl rand -hex 32`)");
+        }
         return Ok(Arc::from(token.trim()));
     }
     let beside = settings
@@ -265,18 +274,27 @@ fn announce(a: &Addresses) {
         );
     }
     if let Some(http) = a.http {
+        let scheme = if a.https { "https" } else { "http" };
         match &a.token_file {
             Some(file) => tracing::info!(
-                "dashboard: http://{http}/ (bearer token in {})",
+                "dashboard: {scheme}://{http}/ (bearer token in {})",
                 file.display()
             ),
             None => {
-                tracing::info!("dashboard: http://{http}/ (bearer token from PILOT_HOST_TOKEN)")
+                tracing::info!("dashboard: {scheme}://{http}/ (bearer token from {TOKEN_VAR})")
             }
+        }
+        if !http.ip().is_loopback() && !a.https {
+            tracing::warn!("the control API on {http} is plain HTTP (`insecure_plaintext`): the token and the API cross the network unencrypted");
         }
     }
     if let Some(pp) = a.process_pilot {
-        tracing::warn!("Process Pilot control protocol on {pp}: unauthenticated, as in Process Pilot (loopback only)");
+        let who = if a.process_pilot_any_user {
+            "every local user may use it"
+        } else {
+            "only pilot-host's own user and root may use it"
+        };
+        tracing::warn!("Process Pilot control protocol on {pp}: unauthenticated, as in Process Pilot (loopback only; {who})");
     }
 }
 
@@ -291,22 +309,20 @@ impl Bound {
         let mut tasks = JoinSet::new();
         if let Some(unix) = self.unix {
             let router = api::router(backend.clone(), None);
-            tasks.spawn(serve::accept_loop(
-                serve::Listener::Unix(unix),
-                router,
-                self.max,
-            ));
+            tasks.spawn(serve::unix_loop(unix, router, self.max));
         }
-        if let Some((tcp, token)) = self.tcp {
-            let router = api::router(backend.clone(), Some(token));
-            tasks.spawn(serve::accept_loop(
-                serve::Listener::Tcp(tcp),
-                router,
-                self.max,
-            ));
+        if let Some(http) = self.tcp {
+            let router = api::router(backend.clone(), Some(http.token.clone()));
+            let router = guard::protect(router, guard::Guard::new(http.token, http.hosts));
+            tasks.spawn(serve::tcp_loop(http.listener, http.tls, router, self.max));
         }
         if let Some(pp) = self.process_pilot {
-            tasks.spawn(compat::accept_loop(pp, backend.clone(), self.max));
+            tasks.spawn(compat::accept_loop(
+                pp,
+                backend.clone(),
+                self.max,
+                self.process_pilot_any_user,
+            ));
         }
         tasks.spawn(backend.feed_stats());
         ControlServer {

@@ -55,42 +55,34 @@ pub fn token_beside(socket: &Path) -> PathBuf {
 /// Creates [`runtime_dir`] (0700) if missing, and refuses it if it is someone else's or others can
 /// write to it.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), StartError> {
-    match std::fs::DirBuilder::new()
+    let folder = |problem| StartError::Folder {
+        dir: dir.to_path_buf(),
+        problem,
+    };
+    std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-    {
-        Ok(()) => {}
-        Err(e) => {
-            return Err(StartError::Folder {
-                dir: dir.to_path_buf(),
-                problem: e.to_string(),
-            })
-        }
-    }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| StartError::Folder {
-        dir: dir.to_path_buf(),
-        problem: e.to_string(),
-    })?;
-    let problem = if !meta.is_dir() {
-        Some("is not a folder".to_string())
+        .map_err(|e| folder(e.to_string()))?;
+    check_private_dir(dir).map_err(folder)
+}
+
+/// Returns what is wrong with `dir` as a folder of control sockets: it must be a folder (not a
+/// link), belong to this user, and be closed to others' writes.
+pub fn check_private_dir(dir: &Path) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+    if !meta.is_dir() {
+        Err("is not a folder".to_string())
     } else if meta.uid() != nix::unistd::geteuid().as_raw() {
-        Some(format!("belongs to user {}, not to you", meta.uid()))
+        Err(format!("belongs to user {}, not to you", meta.uid()))
     } else if meta.permissions().mode() & 0o022 != 0 {
-        Some(format!(
+        Err(format!(
             "can be written by others (mode {:o}); run `chmod 700 {}`",
             meta.permissions().mode() & 0o777,
             dir.display()
         ))
     } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(StartError::Folder {
-            dir: dir.to_path_buf(),
-            problem,
-        }),
-        None => Ok(()),
+        Ok(())
     }
 }
 
@@ -129,6 +121,23 @@ pub async fn clear_stale(path: &Path) -> Result<(), StartError> {
     }
 }
 
+/// Binds the control socket at `path` under the umask 0177, so that it is born 0600 (no moment
+/// exists where others may connect), then sets 0600 explicitly. The umask is the process's: a file
+/// another thread makes meanwhile is born more private, never less.
+pub fn bind_private(path: &Path) -> Result<tokio::net::UnixListener, StartError> {
+    use nix::sys::stat::{umask, Mode};
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = tokio::net::UnixListener::bind(path);
+    umask(old);
+    let listener = bound.map_err(|e| StartError::Bind {
+        what: "the control socket",
+        addr: format!("`{}`", path.display()),
+        source: e,
+    })?;
+    make_private(path)?;
+    Ok(listener)
+}
+
 /// Restricts the socket at `path` to its owner (0600).
 pub fn make_private(path: &Path) -> Result<(), StartError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
@@ -139,7 +148,46 @@ pub fn make_private(path: &Path) -> Result<(), StartError> {
     })
 }
 
-/// Generates a token (32 random bytes as hex) into a new 0600 file at `path`.
+/// The fewest bits of guessing a token must hold when other machines may try it.
+pub const MIN_TOKEN_BITS: f64 = 128.0;
+
+/// Returns an estimate of how many bits of guessing `token` holds: its length times the bits of a
+/// character from the kinds it uses (hex digits 4; lowercase, uppercase, digits and symbols adding
+/// up to 6.6 for printable ASCII), or from its distinct characters when it repeats a few of them.
+pub fn token_bits(token: &str) -> f64 {
+    let chars: Vec<char> = token.chars().collect();
+    let hex = |c: &char| c.is_ascii_digit() || ('a'..='f').contains(c);
+    let hex_upper = |c: &char| c.is_ascii_digit() || ('A'..='F').contains(c);
+    let alphabet: u32 = if chars.iter().all(hex) || chars.iter().all(hex_upper) {
+        16
+    } else {
+        let has = |f: fn(&char) -> bool| chars.iter().any(f);
+        [
+            (has(char::is_ascii_lowercase), 26),
+            (has(char::is_ascii_uppercase), 26),
+            (has(char::is_ascii_digit), 10),
+            (has(char::is_ascii_punctuation), 32),
+            (has(|c: &char| !c.is_ascii()), 128),
+        ]
+        .iter()
+        .filter(|(present, _)| *present)
+        .map(|(_, n)| n)
+        .sum()
+    };
+    let mut distinct = chars.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    // A token of few distinct characters (`aaaa`, `abab`) holds no more than they allow.
+    let per_char = if distinct.len() < 8 {
+        (distinct.len() as f64).log2()
+    } else {
+        f64::from(alphabet).log2()
+    };
+    chars.len() as f64 * per_char
+}
+
+/// Generates a token (32 random bytes as hex) into a new 0600 file at `path`. A token file that a
+/// run of this user left behind is replaced; anything else there is refused, never removed.
 pub fn write_token(path: &Path) -> Result<String, StartError> {
     let io = |e: std::io::Error| StartError::Io {
         what: format!("write the token file `{}`", path.display()),
@@ -148,16 +196,53 @@ pub fn write_token(path: &Path) -> Result<String, StartError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e.to_string())))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let _ = std::fs::remove_file(path);
+    if left_behind(path) {
+        tracing::info!(
+            "replacing the token file `{}` of a run that is gone",
+            path.display()
+        );
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    // `create_new` also refuses a link, even one to nowhere.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(io)?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => StartError::TokenInTheWay(path.to_path_buf()),
+            _ => io(e),
+        })?;
     file.write_all(format!("{token}\n").as_bytes())
         .map_err(io)?;
     Ok(token)
+}
+
+/// Returns whether `path` holds exactly what [`write_token`] writes, in a file of this user's that
+/// only they can read (a run that was killed leaves it behind).
+fn left_behind(path: &Path) -> bool {
+    use std::io::Read as _;
+    let Ok(mut file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return false;
+    };
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let mut text = String::new();
+    meta.is_file()
+        && meta.uid() == nix::unistd::geteuid().as_raw()
+        && meta.permissions().mode() & 0o777 == 0o600
+        && meta.len() == 65
+        && file.read_to_string(&mut text).is_ok()
+        && text.len() == 65
+        && text.ends_with('\n')
+        && text[..64]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Reads a token from `path` (surrounding whitespace removed).
@@ -176,6 +261,35 @@ pub fn read_token(path: &Path) -> Result<String, std::io::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weak_tokens_are_told_from_strong_ones() {
+        for weak in [
+            "a",
+            "1234",
+            "password",
+            "correct-horse",
+            &"a".repeat(60),
+            &"ab".repeat(40),
+        ] {
+            assert!(
+                token_bits(weak) < MIN_TOKEN_BITS,
+                "{weak}: {}",
+                token_bits(weak)
+            );
+        }
+        for strong in [
+            "3f1c9a0be2d47f5e8a61b0c3d9e27f41", // openssl rand -hex 16
+            "q2Zl8v+Jx0bN4sY7tQ1wRg==",         // openssl rand -base64 16
+            "Wd3kPz9rTq2mXv8LbN5cYh",           // 22 letters and digits
+        ] {
+            assert!(
+                token_bits(strong) >= MIN_TOKEN_BITS,
+                "{strong}: {}",
+                token_bits(strong)
+            );
+        }
+    }
 
     #[test]
     fn each_manifest_path_has_its_own_socket_named_after_it() {

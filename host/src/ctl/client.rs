@@ -1,7 +1,8 @@
-//! The HTTP client of `pilot-host ctl`: hyper's HTTP/1 over the unix socket or TCP, one connection
-//! per request.
+//! The HTTP client of `pilot-host ctl`: hyper's HTTP/1 over the unix socket, TCP or TLS (rustls,
+//! verifying the server's certificate), one connection per request.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
@@ -19,6 +20,8 @@ pub enum Target {
         authority: String,
         /// The token.
         token: String,
+        /// TLS, trusting these authorities; `None`: plain HTTP.
+        tls: Option<Arc<rustls::ClientConfig>>,
     },
 }
 
@@ -26,7 +29,12 @@ impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Unix(p) => write!(f, "control socket `{}`", p.display()),
-            Target::Tcp { authority, .. } => write!(f, "http://{authority}"),
+            Target::Tcp {
+                authority,
+                tls: None,
+                ..
+            } => write!(f, "http://{authority}"),
+            Target::Tcp { authority, .. } => write!(f, "https://{authority}"),
         }
     }
 }
@@ -37,6 +45,15 @@ pub enum ClientError {
     /// Nothing listens there.
     #[error("cannot connect to the {target}: {source}; is pilot-host running?")]
     Connect {
+        /// Where.
+        target: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed, most often because the certificate cannot be verified.
+    #[error("cannot set up TLS with {target}: {source}; if its certificate is your own, pass it (or the authority that signed it) with `--ca-file FILE`")]
+    Tls {
         /// Where.
         target: String,
         /// Why.
@@ -112,12 +129,23 @@ impl Client {
                     .map_err(connect)?;
                 handshake(s).await.map_err(http)?
             }
-            Target::Tcp { authority, .. } => {
+            Target::Tcp { authority, tls, .. } => {
                 let s = tokio::net::TcpStream::connect(authority.as_str())
                     .await
                     .map_err(connect)?;
                 let _ = s.set_nodelay(true);
-                handshake(s).await.map_err(http)?
+                match tls {
+                    None => handshake(s).await.map_err(http)?,
+                    Some(config) => {
+                        let s = tls_connect(config, authority, s).await.map_err(|e| {
+                            ClientError::Tls {
+                                target: self.target.to_string(),
+                                source: e,
+                            }
+                        })?;
+                        handshake(s).await.map_err(http)?
+                    }
+                }
             }
         };
         let host = match &self.target {
@@ -160,6 +188,24 @@ impl Client {
             .to_bytes();
         Ok((status, bytes))
     }
+}
+
+/// Makes a TLS connection over `tcp` to `authority` (`host:port`), verifying its certificate.
+async fn tls_connect(
+    config: &Arc<rustls::ClientConfig>,
+    authority: &str,
+    tcp: tokio::net::TcpStream,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
 }
 
 async fn handshake<T>(

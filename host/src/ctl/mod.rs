@@ -1,8 +1,13 @@
 //! `pilot-host ctl`: the control plane's command-line client. Exit 0 done, 1 refused (the reason
 //! printed), 2 cannot connect or bad usage.
+//!
+//! A socket it finds by itself (from `--manifest`, or the only live one) must be in a folder that
+//! `run` would use too: this user's, closed to others. Whatever a server sends is printed with its
+//! control characters escaped, so a server cannot act on the terminal.
 
 mod client;
 mod table;
+mod target;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,12 +29,16 @@ pub struct CtlArgs {
     /// The manifest pilot-host runs; its socket is derived from its path.
     #[arg(long, value_name = "FILE", conflicts_with = "url")]
     pub manifest: Option<PathBuf>,
-    /// HTTP address of the control server, e.g. `http://127.0.0.1:7070`.
+    /// HTTP address of the control server, e.g. `http://127.0.0.1:7070` or `https://host:7070`.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// File holding the bearer token for `--url` (default: PILOT_HOST_TOKEN).
     #[arg(long, value_name = "FILE", requires = "url")]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the certificate authorities (or the certificate itself) to verify an `https://`
+    /// server with, instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub ca_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -134,7 +143,7 @@ pub fn run(args: CtlArgs) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let client = Client::new(target(&args)?);
+        let client = Client::new(target::target(&args)?);
         command(&client, &args.command).await
     });
     match result {
@@ -147,88 +156,6 @@ pub fn run(args: CtlArgs) -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
-    }
-}
-
-fn target(args: &CtlArgs) -> Result<Target, Stop> {
-    if let Some(url) = &args.url {
-        let uri: hyper::Uri = url.parse().map_err(|e| {
-            Stop::Usage(format!(
-                "`--url {url}` is not a URL ({e}); write e.g. `http://127.0.0.1:7070`"
-            ))
-        })?;
-        if uri.scheme_str().is_some_and(|s| s != "http") {
-            return Err(Stop::Usage(format!(
-                "`--url {url}`: only `http://` is served"
-            )));
-        }
-        let authority = uri.authority().ok_or_else(|| {
-            Stop::Usage(format!(
-                "`--url {url}` has no host; write e.g. `http://127.0.0.1:7070`"
-            ))
-        })?;
-        let token = match &args.token_file {
-            Some(f) => paths::read_token(f).map_err(|e| {
-                Stop::Usage(format!("cannot read the token file `{}`: {e}", f.display()))
-            })?,
-            None => std::env::var("PILOT_HOST_TOKEN")
-                .ok()
-                .filter(|t| !t.trim().is_empty())
-                .ok_or_else(|| {
-                    Stop::Usage(
-                        "`--url` needs a token: pass `--token-file FILE` or set PILOT_HOST_TOKEN"
-                            .into(),
-                    )
-                })?,
-        };
-        let authority = if authority.port().is_some() {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
-        return Ok(Target::Tcp {
-            authority,
-            token: token.trim().to_string(),
-        });
-    }
-    if let Some(socket) = &args.socket {
-        return Ok(Target::Unix(socket.clone()));
-    }
-    if let Some(manifest) = &args.manifest {
-        if !manifest.exists() {
-            return Err(Stop::Usage(format!(
-                "manifest `{}` does not exist",
-                manifest.display()
-            )));
-        }
-        return Ok(Target::Unix(paths::default_socket(manifest)));
-    }
-    only_live_socket().map(Target::Unix)
-}
-
-/// Finds the only socket in this user's folder that a live pilot-host serves.
-fn only_live_socket() -> Result<PathBuf, Stop> {
-    let dir = paths::runtime_dir();
-    let mut live = Vec::new();
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "sock")
-            && std::os::unix::net::UnixStream::connect(&path).is_ok()
-        {
-            live.push(path);
-        }
-    }
-    match live.len() {
-        1 => Ok(live.remove(0)),
-        0 => Err(Stop::Usage(format!(
-            "no pilot-host of yours is running (no live control socket in `{}`); start one with `pilot-host run MANIFEST`, or pass `--socket`, `--manifest` or `--url`",
-            dir.display()
-        ))),
-        _ => Err(Stop::Usage(format!(
-            "{} pilot-hosts of yours are running; choose one with `--manifest FILE` or `--socket PATH`: {}",
-            live.len(),
-            live.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", ")
-        ))),
     }
 }
 
@@ -247,10 +174,19 @@ async fn json<T: serde::de::DeserializeOwned>(
         .map_err(|e| Stop::Refused(format!("the answer is not the JSON expected: {e}")))
 }
 
+/// Returns `text` from a server with its control characters (but tabs) escaped, so printing it cannot
+/// act on the terminal.
+fn clean(text: &str) -> String {
+    text.split('\t')
+        .map(crate::manifest::escape_controls)
+        .collect::<Vec<_>>()
+        .join("\t")
+}
+
 fn refusal(status: StatusCode, bytes: &[u8]) -> Stop {
     let message = serde_json::from_slice::<ErrorBody>(bytes)
-        .map(|b| b.error)
-        .unwrap_or_else(|_| format!("{status}: {}", String::from_utf8_lossy(bytes).trim()));
+        .map(|b| clean(&b.error))
+        .unwrap_or_else(|_| format!("{status}: {}", clean(String::from_utf8_lossy(bytes).trim())));
     if status == StatusCode::UNAUTHORIZED {
         Stop::Usage(message)
     } else {
@@ -416,9 +352,10 @@ async fn plugin(
 
 fn report(done: &str, reply: &ActionReply) {
     for p in &reply.processes {
+        let (name, state) = (clean(&p.name), clean(&p.state));
         match p.pid {
-            Some(pid) => println!("{done} `{}`: {}, pid {pid}", p.name, p.state),
-            None => println!("{done} `{}`: {}", p.name, p.state),
+            Some(pid) => println!("{done} `{name}`: {state}, pid {pid}"),
+            None => println!("{done} `{name}`: {state}"),
         }
     }
 }
@@ -429,7 +366,7 @@ async fn logs(client: &Client, name: &str, lines: usize, follow: bool) -> Result
         let reply: LogsReply = json(client, Method::GET, &path, None).await?;
         let mut out = std::io::stdout().lock();
         for line in reply.lines {
-            if writeln!(out, "{}", line.text).is_err() {
+            if writeln!(out, "{}", clean(&line.text)).is_err() {
                 break;
             }
         }
@@ -440,20 +377,20 @@ async fn logs(client: &Client, name: &str, lines: usize, follow: bool) -> Result
         .await?;
     stream(client, response, |event, data| match event {
         Some("missed") => {
-            eprintln!("[{data} lines missed]");
+            eprintln!("[{} lines missed]", clean(data));
             None
         }
-        _ => Some(
-            serde_json::from_str::<crate::control::model::LogLineView>(data)
+        _ => Some(clean(
+            &serde_json::from_str::<crate::control::model::LogLineView>(data)
                 .map_or_else(|_| data.to_string(), |line| line.text),
-        ),
+        )),
     })
     .await
 }
 
 async fn events(client: &Client) -> Result<(), Stop> {
     let response = client.send(Method::GET, "/v1/events", None).await?;
-    stream(client, response, |_, data| Some(data.to_string())).await
+    stream(client, response, |_, data| Some(clean(data))).await
 }
 
 /// Prints what `each` makes of every message of an event stream, until it ends or stdout closes.

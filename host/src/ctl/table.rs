@@ -39,8 +39,8 @@ pub fn render(processes: &[ProcessView], colour: bool) -> String {
         .iter()
         .map(|p| {
             [
-                p.name.clone(),
-                p.state.clone(),
+                crate::manifest::escape_controls(&p.name),
+                crate::manifest::escape_controls(&p.state),
                 p.pid.map_or_else(|| "-".into(), |pid| pid.to_string()),
                 if p.pid.is_some() {
                     uptime(p.uptime_sec)

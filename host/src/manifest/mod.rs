@@ -21,7 +21,7 @@ mod validate;
 pub use error::{ManifestError, Problem, ProcessRef};
 pub use model::{
     ControlGrant, ControlServer, Grants, HttpGrant, Manifest, PluginSettings, ProcessSpec,
-    Readiness, ReadyStrategy, RestartPolicy, ShutdownStrategy,
+    Readiness, ReadyStrategy, RestartPolicy, ShutdownStrategy, TlsFiles,
 };
 pub use names::{escape_controls, plugin_name_problem, PluginNameKind, MAX_PLUGIN_NAME};
 pub use process::{cpu_count, BUILTIN_READY};

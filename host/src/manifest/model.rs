@@ -171,8 +171,25 @@ pub struct ControlServer {
     pub allow_remote: bool,
     /// Process Pilot's own TCP protocol on this (loopback) address.
     pub process_pilot: Option<SocketAddr>,
+    /// Whether every local user may use `process_pilot` (else pilot-host's own user and root).
+    pub process_pilot_any_user: bool,
     /// Most connections served at once per listener; `None`: the default.
     pub max_connections: Option<usize>,
+    /// TLS on `listen`.
+    pub tls: Option<TlsFiles>,
+    /// Whether plain HTTP on an address other machines reach was asked for.
+    pub insecure_plaintext: bool,
+    /// Host names (lowercase) that requests may carry besides loopback and the listen address.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// The PEM files of the HTTP control API's TLS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
 }
 
 impl ControlServer {

@@ -212,18 +212,47 @@ pub struct RawControlSettings {
     /// Example: `token_file: /etc/pilot/token`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
-    /// Allow a `listen` address that is not loopback (needs `token_file`). Default false.
-    /// Example: `allow_remote: true`
+    /// Allow a `listen` address that is not loopback (needs a `token_file` holding at least 128 bits,
+    /// and `tls` or `insecure_plaintext`). Default false. Example: `allow_remote: true`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_remote: Option<bool>,
+    /// Serve `listen` over TLS with this certificate chain and private key (PEM files; the key readable
+    /// by you alone). Example: `tls: { cert: /etc/pilot/cert.pem, key: /etc/pilot/key.pem }`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawTls>,
+    /// Serve plain HTTP on a `listen` address other machines reach: the token and the API then cross
+    /// the network readable by anyone on the way, so only on a network you trust. Default false.
+    /// Example: `insecure_plaintext: true`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_plaintext: Option<bool>,
+    /// Host names HTTP requests may carry in their `Host` header besides loopback and the `listen`
+    /// address; any other is answered 421 (this stops DNS rebinding). Default none.
+    /// Example: `allowed_hosts: [pilot.example.com]`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<Vec<String>>,
     /// Serve Process Pilot's own TCP protocol on this loopback address (`control_server: tcp` means
     /// `127.0.0.1:9999`). Example: `process_pilot: "127.0.0.1:9999"`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_pilot: Option<String>,
+    /// Let every local user use `process_pilot`, as in Process Pilot (by default only pilot-host's
+    /// own user and root may: the kernel names each connection's owner). Default false.
+    /// Example: `process_pilot_any_user: true`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_pilot_any_user: Option<bool>,
     /// Most connections served at once on each listener. Default 2048.
     /// Example: `max_connections: 256`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+}
+
+/// The certificate and key of the HTTP control API's TLS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM file with the certificate chain, the server's first. Example: `cert: /etc/pilot/cert.pem`
+    pub cert: String,
+    /// PEM file with the private key (mode 0600). Example: `key: /etc/pilot/key.pem`
+    pub key: String,
 }
 
 /// Limits, grants and configuration of one plugin. Nothing is granted by default.

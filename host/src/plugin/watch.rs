@@ -7,7 +7,8 @@
 //! `check`: a wrapper notes the attempt, then hands the call to the WASI implementation unchanged. A
 //! path the guest's libc cannot map to a preopened folder never reaches the host, so `plugin check`
 //! offers the plugin an empty, read-only folder as `/`: every absolute path then arrives at a wrapper,
-//! which refuses it (`access`) and records it.
+//! which refuses it (`access`) and records it, as are listing that folder and reading its metadata
+//! through the descriptor itself.
 //!
 //! Not observable: which environment variable a plugin looked for (the guest reads the whole
 //! environment at once; without `allow_env` it is empty), and anything the plugin decides not to try.
@@ -42,8 +43,8 @@ const NAME_LOOKUP: &str = "wasi:sockets/ip-name-lookup@0.2.12";
 /// One access a plugin tried that its grants do not allow.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Attempt {
-    /// What it tried: `open`, `write`, `connect`, `listen`, `udp`, `lookup`, `environment`, or (control
-    /// plugins) `http` and `control`.
+    /// What it tried: `open`, `list`, `stat`, `write`, `connect`, `listen`, `udp`, `lookup`,
+    /// `environment`, or (control plugins) `http` and `control`.
     pub kind: &'static str,
     /// What it tried it on: a path, an address, a host name, or empty for `environment`.
     pub target: String,
@@ -71,6 +72,8 @@ impl std::fmt::Display for Attempt {
         let target = crate::manifest::escape_controls(&self.target);
         match self.kind {
             "open" => write!(f, "tried to open `{target}`: not granted"),
+            "list" => write!(f, "tried to list `{target}`: not granted"),
+            "stat" => write!(f, "tried to read the metadata of `{target}`: not granted"),
             "write" => write!(f, "tried to change `{target}`: not granted for writing"),
             "connect" => write!(f, "tried to connect to `{target}`: not granted"),
             "listen" => write!(f, "tried to listen on `{target}`: never granted"),
@@ -184,6 +187,9 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     types.func_wrap_async("[method]descriptor.create-directory-at", create_dir_at)?;
     types.func_wrap_async("[method]descriptor.unlink-file-at", unlink_file_at)?;
     types.func_wrap_async("[method]descriptor.remove-directory-at", remove_dir_at)?;
+    types.func_wrap_async("[method]descriptor.read-directory", read_directory)?;
+    types.func_wrap_async("[method]descriptor.stat", stat)?;
+    types.func_wrap_async("[method]descriptor.metadata-hash", metadata_hash)?;
     linker
         .instance(ENVIRONMENT)?
         .func_wrap("get-environment", get_environment)?;
@@ -310,6 +316,37 @@ at_wrapper!(readlink_at, readlink_at, "open", (), String);
 at_wrapper!(create_dir_at, create_directory_at, "write", (), ());
 at_wrapper!(unlink_file_at, unlink_file_at, "write", (), ());
 at_wrapper!(remove_dir_at, remove_directory_at, "write", (), ());
+
+/// Defines a wrapper for a method of the descriptor itself (no path): refused on the decoy `/`.
+macro_rules! self_wrapper {
+    ($name:ident, $method:ident, $kind:literal, $ret:ty) => {
+        fn $name(
+            mut store: StoreContextMut<'_, StoreState>,
+            (fd,): (Resource<Descriptor>,),
+        ) -> Async<'_, (Result<$ret, ErrorCode>,)> {
+            Box::new(async move {
+                let state = store.data_mut();
+                if let Some(e) = refuse(state, fd.rep(), ".", $kind) {
+                    return Ok((Err(e),));
+                }
+                let result = state.filesystem().$method(fd).await;
+                match result {
+                    Ok(v) => Ok((Ok(v),)),
+                    Err(e) => Ok((Err(code(state, e)?),)),
+                }
+            })
+        }
+    };
+}
+
+self_wrapper!(
+    read_directory,
+    read_directory,
+    "list",
+    Resource<fs::DirectoryEntryStream>
+);
+self_wrapper!(stat, stat, "stat", fs::DescriptorStat);
+self_wrapper!(metadata_hash, metadata_hash, "stat", fs::MetadataHashValue);
 
 fn get_environment(
     mut store: StoreContextMut<'_, StoreState>,

@@ -5,9 +5,11 @@
 //! made outside this repository builds), a build script (or `Cargo.toml`), a manifest that uses the
 //! plugin, and a README on how to build and check it. Everything is checked before anything is
 //! written, and the files are written into a temporary folder that is renamed into place, so bad input
-//! or a failed write leaves nothing behind.
+//! or a failed write leaves nothing behind; that folder is made exclusively under a random name and
+//! no link is followed while writing ([`stage`]).
 
 mod files;
+mod stage;
 
 use std::path::{Path, PathBuf};
 
@@ -74,6 +76,9 @@ pub enum ScaffoldError {
     /// The folder's path is not a folder.
     #[error("`{}` exists and is not a folder; choose another with `--dir`", .0.display())]
     NotAFolder(PathBuf),
+    /// The folder's path is a symbolic link.
+    #[error("`{}` is a symbolic link, and `plugin new` writes only into a real folder; pass the folder it points to, or another `--dir`", .0.display())]
+    Link(PathBuf),
     /// Writing failed (nothing is left behind).
     #[error("cannot write the project into `{}`: {source}", dir.display())]
     Write {
@@ -182,21 +187,7 @@ pub fn create(request: &Request) -> Result<Created, ScaffoldError> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(write_err)?;
-    let staging = parent.join(format!(
-        ".pilot-plugin-new-{}-{}",
-        request.name,
-        std::process::id()
-    ));
-    let written = write_all(&staging, &project.files).and_then(|()| {
-        if existed {
-            std::fs::remove_dir(&dir)?;
-        }
-        std::fs::rename(&staging, &dir)
-    });
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(write_err(e));
-    }
+    stage::write_project(&dir, &parent, existed, &project.files).map_err(write_err)?;
     Ok(Created {
         dir,
         files: project
@@ -209,8 +200,11 @@ pub fn create(request: &Request) -> Result<Created, ScaffoldError> {
     })
 }
 
-/// Returns whether `dir` exists (empty); fails when it holds anything or is not a folder.
+/// Returns whether `dir` exists (empty); fails when it holds anything, is not a folder or is a link.
 fn check_folder(dir: &Path) -> Result<bool, ScaffoldError> {
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(ScaffoldError::Link(dir.to_path_buf()));
+    }
     match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -226,21 +220,6 @@ fn check_folder(dir: &Path) -> Result<bool, ScaffoldError> {
             source,
         }),
     }
-}
-
-fn write_all(root: &Path, files: &[files::File]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    for f in files {
-        let path = root.join(&f.path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, &f.contents)?;
-        if f.executable {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -201,8 +201,11 @@ pub fn start(manifest: Manifest, options: Options) -> Supervisor {
         .map(|p| p.name.len())
         .max()
         .unwrap_or(0);
+    // The control plane's token stays with pilot-host: a child gets it only from its own `env`.
     let mut base_env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != pgroup::RUN_VAR && k != pgroup::PROCESS_VAR)
+        .filter(|(k, _)| {
+            k != pgroup::RUN_VAR && k != pgroup::PROCESS_VAR && k != crate::control::TOKEN_VAR
+        })
         .collect();
     if let Some(id) = &options.run_id {
         base_env.push((pgroup::RUN_VAR.into(), id.into()));

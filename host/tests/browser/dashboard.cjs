@@ -1,7 +1,10 @@
 // Drives the dashboard in headless Chromium (Debian's, through playwright-core): loads the page,
-// clicks Restart on a process, waits for its new pid in the table, and saves a screenshot.
+// clicks Restart on a process, waits for its new pid in the table, and saves a screenshot; all under
+// the page's Content-Security-Policy, whose violations it records, and which it then proves enforced
+// by injecting an inline script that must not run.
 // Input (environment): PLAYWRIGHT_CORE (the module's folder), CHROMIUM, URL, PROCESS, SCREENSHOT.
-// Output: one JSON line {"old": pid, "new": pid, "events": n, "rows": n} on stdout.
+// Output: one JSON line {"old": pid, "new": pid, "events": n, "rows": n, "csp": header,
+// "frame": header, "violations": [...], "inline_ran": bool} on stdout.
 'use strict';
 const { chromium } = require(process.env.PLAYWRIGHT_CORE);
 
@@ -17,7 +20,13 @@ async function main() {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
-    await page.goto(process.env.URL);
+    await page.addInitScript(() => {
+      window.__violations = [];
+      document.addEventListener('securitypolicyviolation',
+        (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+    });
+    const response = await page.goto(process.env.URL);
+    const headers = response.headers();
     const pid = page.locator(`tr[data-process="${process.env.PROCESS}"] td.pid`);
     await pid.filter({ hasText: /^\d+$/ }).waitFor({ timeout: 15000 });
     const old = (await pid.textContent()).trim();
@@ -33,7 +42,19 @@ async function main() {
     const rows = await page.locator('#processes tbody tr').count();
     await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
     if (errors.length) throw new Error('page errors: ' + errors.join('; '));
-    console.log(JSON.stringify({ old: Number(old), new: Number(now), events, rows }));
+    const violations = await page.evaluate(() => window.__violations.slice());
+    const inlineRan = await page.evaluate(() => {
+      const s = document.createElement('script');
+      s.textContent = 'window.__inline = true;';
+      document.body.append(s);
+      return window.__inline === true;
+    });
+    console.log(JSON.stringify({
+      old: Number(old), new: Number(now), events, rows,
+      csp: headers['content-security-policy'] || null,
+      frame: headers['x-frame-options'] || null,
+      violations, inline_ran: inlineRan,
+    }));
   } finally {
     await browser.close();
   }

@@ -87,6 +87,7 @@ impl Controlled {
         Client::new(Target::Tcp {
             authority: self.http_addr(),
             token: token.to_string(),
+            tls: None,
         })
     }
 

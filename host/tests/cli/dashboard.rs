@@ -1,5 +1,6 @@
 //! The dashboard in a real browser: headless Chromium (Debian's) driven by playwright-core loads the
-//! page over TCP with the token, clicks Restart on a process and sees the new pid in the table; the
+//! page over TCP with the token, clicks Restart on a process and sees the new pid in the table, all
+//! under its Content-Security-Policy (no violation, and an injected inline script does not run); the
 //! screenshot is kept in `target/screens/dashboard.png`.
 
 use std::path::{Path, PathBuf};
@@ -69,6 +70,14 @@ fn the_dashboard_restarts_a_process_and_shows_its_new_pid() {
     assert_eq!(seen["new"], new, "the table shows the new pid");
     assert_eq!(seen["rows"], 3);
     assert!(seen["events"].as_u64().unwrap() >= 1);
+    assert_eq!(seen["csp"], pilot_host::control::CSP, "the page's policy");
+    assert_eq!(seen["frame"], "DENY");
+    assert_eq!(
+        seen["violations"],
+        serde_json::json!([]),
+        "the page works within its policy"
+    );
+    assert_eq!(seen["inline_ran"], false, "the browser enforces the policy");
     assert!(
         std::fs::metadata(&shot).unwrap().len() > 10_000,
         "a screenshot was saved"

@@ -164,6 +164,20 @@ impl Pilot {
         Pilot::spawn(cmd)
     }
 
+    /// Starts `WRAPPER... pilot-host ARGS` (a tracer, say) with extra environment variables.
+    pub fn start_wrapped<S: AsRef<std::ffi::OsStr>>(
+        wrapper: &[&str],
+        args: &[S],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Pilot {
+        let mut cmd = command(wrapper[0].into());
+        cmd.args(&wrapper[1..])
+            .arg(pilot_host_path())
+            .args(args)
+            .envs(env.iter().copied());
+        Pilot::spawn(cmd)
+    }
+
     fn spawn(mut cmd: Command) -> Pilot {
         let mut child = cmd
             .stdin(Stdio::null())

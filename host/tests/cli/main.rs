@@ -1,6 +1,7 @@
 //! Integration tests: the real `pilot-host` and `process-graph` binaries, run on fixtures and on
 //! manifests written into scratch folders, with real child processes.
 
+mod attack;
 mod check;
 mod check_trust;
 mod control;
@@ -25,6 +26,10 @@ mod sandbox;
 mod scaffold;
 mod scenario;
 mod schema;
+mod security_files;
+mod security_http;
+mod security_local;
+mod security_tls;
 mod supervision;
 mod support;
 mod validate;

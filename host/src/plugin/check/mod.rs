@@ -16,7 +16,6 @@ pub mod sarif;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,22 +72,21 @@ impl Options {
     }
 }
 
-/// An empty folder offered to the plugin as `/` (see [`crate::plugin::watch`]), removed on drop.
-struct DecoyRoot(PathBuf);
+/// An empty folder offered to the plugin as `/` (see [`crate::plugin::watch`]), made exclusively
+/// under a random name in the temporary folder (a name planted there is never taken for it), and
+/// removed on drop.
+struct DecoyRoot(tempfile::TempDir);
 
 impl DecoyRoot {
     fn new() -> std::io::Result<DecoyRoot> {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("pilot-host-check-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(DecoyRoot(dir))
+        tempfile::Builder::new()
+            .prefix("pilot-host-check-")
+            .tempdir()
+            .map(DecoyRoot)
     }
-}
 
-impl Drop for DecoyRoot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 }
 
@@ -124,7 +122,7 @@ pub async fn check_file(host: &PluginHost, file: &Path, opts: &Options, specs: &
     };
     let observed = Observed {
         attempts: Arc::new(Mutex::new(Vec::new())),
-        decoy_root: decoy.0.clone(),
+        decoy_root: decoy.path().to_path_buf(),
     };
     check_size(&mut report, &opts.budget);
     match host.load_unchecked(file, Some(observed.clone())).await {

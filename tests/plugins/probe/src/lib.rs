@@ -8,6 +8,8 @@
 //! - `escape`: tries, as a new user would, `/etc/passwd`, `/proc/self/environ`, a listing of `/`,
 //!   `HOME`, TCP to `127.0.0.1:{port}` (default 9), UDP to `127.0.0.1:9` and a lookup of
 //!   `example.com`; answers not-yet listing what got through (`nothing got through` if nothing did).
+//! - `root`: lists and reads the metadata of the preopened `/` through its descriptor, as code using
+//!   WASI directly does (no path involved); answers not-yet with what happened.
 //! - `escape-log`: writes terminal escapes to the host log, stdout and stderr; then ready.
 //! - `slow` {ms}: works (spins) for `ms` milliseconds, then ready.
 //! - `ok`: ready at once.
@@ -41,6 +43,7 @@ impl Plugin for Probe {
             "env",
             "connect",
             "escape",
+            "root",
             "escape-log",
             "slow",
             "ok",
@@ -78,6 +81,7 @@ impl Plugin for Probe {
             }
             "connect" => done(connect(params.str("addr")?)),
             "escape" => Ok(ReadyStatus::not_yet(escape(params.u64_or("port", 9)?))),
+            "root" => Ok(ReadyStatus::not_yet(root())),
             "escape-log" => {
                 log::warn!("probe: \x1b[31mred\x1b[0m \x1b]0;title\x07 bell\x07 done");
                 println!("probe: stdout \x1b[2J\x1b[Hcleared");
@@ -149,6 +153,29 @@ fn connect(addr: &str) -> Result<String, String> {
     TcpStream::connect_timeout(&target, Duration::from_millis(300))
         .map(|_| format!("connected to {addr}"))
         .map_err(|e| format!("cannot connect to {addr}: {e}"))
+}
+
+/// Lists and stats the preopened `/` through its descriptor; returns what happened.
+fn root() -> String {
+    let mut happened = Vec::new();
+    for (dir, name) in wasip2::filesystem::preopens::get_directories() {
+        if name != "/" {
+            continue;
+        }
+        happened.push(match dir.read_directory() {
+            Ok(_) => "listed `/`".to_string(),
+            Err(e) => format!("cannot list `/`: {e:?}"),
+        });
+        happened.push(match dir.stat() {
+            Ok(s) => format!("stat `/`: {:?}", s.type_),
+            Err(e) => format!("cannot stat `/`: {e:?}"),
+        });
+    }
+    if happened.is_empty() {
+        "no `/` is preopened".into()
+    } else {
+        happened.join("; ")
+    }
 }
 
 /// Tries what a curious plugin would; returns what got through.
