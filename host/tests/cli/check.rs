@@ -185,7 +185,11 @@ fn each_hostile_export_fails_with_its_own_kind_of_error() {
     // The peak shows the growth: past 16 MiB when the cap stopped it; a starved run may meet its
     // deadline sooner, having grown less.
     let peak = call("membomb")["profile"]["peak_memory"].as_u64().unwrap();
-    let want = if membomb.contains("memory cap") { 16 << 20 } else { 1 << 20 };
+    let want = if membomb.contains("memory cap") {
+        16 << 20
+    } else {
+        1 << 20
+    };
     assert!(peak > want, "membomb peak {peak} bytes ({membomb})");
     assert_eq!(call("ok")["result"], "ready");
     // Its log lines carry its own name, not the command's.
