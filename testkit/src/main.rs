@@ -97,7 +97,8 @@ fn serve(listener: TcpListener, print_as: Option<String>) {
             let mut stream = stream;
             let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
             let request = read_request(&mut stream);
-            if let Some(name) = print_as {
+            // A readiness probe connects and closes without a request: nothing to print.
+            if let Some(name) = print_as.filter(|_| !request.is_empty()) {
                 let text = String::from_utf8_lossy(&request);
                 let first = text.lines().next().unwrap_or_default();
                 let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
