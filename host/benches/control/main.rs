@@ -71,10 +71,16 @@ pub struct Host {
 
 impl Host {
     fn run(env: &Env, manifest: &Path) -> Host {
+        Host::run_with(env, manifest, &[])
+    }
+
+    /// [`Host::run`] with more arguments after the manifest (`--plugins DIR`).
+    fn run_with(env: &Env, manifest: &Path, extra: &[&std::ffi::OsStr]) -> Host {
         let socket = manifest.with_extension("sock");
         let child = Command::new(&env.host)
             .arg("run")
             .arg(manifest)
+            .args(extra)
             .arg("--control-socket")
             .arg(&socket)
             .env("RUST_LOG", "warn")
@@ -216,24 +222,7 @@ async fn plugin_requests(env: &Env, reps: usize) {
         ),
     )
     .unwrap();
-    let socket = manifest.with_extension("sock");
-    let child = Command::new(&env.host)
-        .arg("run")
-        .arg(&manifest)
-        .arg("--plugins")
-        .arg(&plugins)
-        .arg("--control-socket")
-        .arg(&socket)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let host = Host { child, socket };
-    wait("the control socket answers", || {
-        std::os::unix::net::UnixStream::connect(&host.socket).is_ok()
-    });
+    let host = Host::run_with(env, &manifest, &["--plugins".as_ref(), plugins.as_os_str()]);
     let client = host.client();
     let (mut plugin, mut builtin) = (Vec::new(), Vec::new());
     for i in 0..reps + 20 {
