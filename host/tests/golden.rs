@@ -74,12 +74,21 @@ fn invalid_manifests_fail_with_their_golden_errors() {
     );
 }
 
+/// What the valid fixtures may name beyond the built-ins: Process Pilot's README example runs its
+/// control server `my_server`, which a plugin would provide.
+fn catalog() -> Catalog {
+    Catalog {
+        control_plugins: ["my_server".to_string()].into(),
+        ..Catalog::default()
+    }
+}
+
 #[test]
 fn valid_manifests_load_and_round_trip() {
     let files = fixtures("valid");
     assert!(!files.is_empty());
     for file in files {
-        let loaded = manifest::load(&file, &Catalog::default())
+        let loaded = manifest::load(&file, &catalog())
             .unwrap_or_else(|e| panic!("{} should load: {e}", file.display()));
         let raw = &loaded.manifest.raw;
         let dir = file.parent().unwrap();
@@ -92,7 +101,7 @@ fn valid_manifests_load_and_round_trip() {
                 file.file_stem().unwrap().to_string_lossy()
             ));
             std::fs::write(&copy, &text).unwrap();
-            let again = manifest::load(&copy, &Catalog::default());
+            let again = manifest::load(&copy, &catalog());
             std::fs::remove_file(&copy).unwrap();
             let again = again
                 .unwrap_or_else(|e| panic!("{} round trip via {ext}: {e}\n{text}", file.display()));
