@@ -38,7 +38,8 @@ fn event(e: LifecycleEvent) -> (b::LifecycleEvent, Option<b::ExitStatus>) {
     }
 }
 
-fn stats(s: &ProcessStats) -> b::ProcessStats {
+/// Returns a sample as plugins see it.
+pub(super) fn stats(s: &ProcessStats) -> b::ProcessStats {
     b::ProcessStats {
         name: s.name.clone(),
         pid: s.pid,

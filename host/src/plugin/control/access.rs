@@ -204,17 +204,8 @@ impl control::Host for StoreState {
         Ok(Ok(handle
             .stats()
             .await
-            .into_iter()
-            .map(|s| ProcessStats {
-                name: s.name,
-                pid: s.pid,
-                cpu_percent: s.cpu_percent,
-                max_cpu_percent: s.max_cpu_percent,
-                rss_bytes: s.rss_bytes,
-                max_rss_bytes: s.max_rss_bytes,
-                restarts: s.restarts,
-                uptime_sec: s.uptime_sec,
-            })
+            .iter()
+            .map(crate::plugin::extensions::stats)
             .collect()))
     }
 
