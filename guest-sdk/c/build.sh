@@ -12,6 +12,8 @@
 #     PILOT_WIT=<this folder>/wit        the WIT contract (pilot:plugin@0.1.1)
 #     PILOT_ADAPTER=<this folder>/wasi_snapshot_preview1.reactor.wasm
 #     CFLAGS="-O2"                       extra flags for clang
+#     PILOT_WORLD=pilot-plugin           or `pilot-control` for a control plugin (pilot_control_sdk.h;
+#                                        its WIT folder needs control.wit and deps/)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,22 +25,28 @@ out=$1
 shift
 wit=${PILOT_WIT:-$here/wit}
 adapter=${PILOT_ADAPTER:-$here/wasi_snapshot_preview1.reactor.wasm}
+world=${PILOT_WORLD:-pilot-plugin}
+case $world in
+    pilot-plugin) sdk=pilot_plugin_sdk.c gen=pilot_plugin ;;
+    pilot-control) sdk=pilot_control_sdk.c gen=pilot_control ;;
+    *) echo "$0: PILOT_WORLD is \`$world\`; use \`pilot-plugin\` or \`pilot-control\`" >&2; exit 2 ;;
+esac
 for tool in "${WIT_BINDGEN:-wit-bindgen}" "${WASM_TOOLS:-wasm-tools}" "${CC:-clang}"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "$0: \`$tool\` is missing; see the C SDK's README (Installing the tools)" >&2
-        exit 1
+        echo "$0: \`$tool\` is missing; install it (see README.md: Install the tools) or set its variable (WIT_BINDGEN, WASM_TOOLS, CC)" >&2
+        exit 2
     fi
 done
-[ -f "$adapter" ] || { echo "$0: the WASI reactor adapter \`$adapter\` is missing" >&2; exit 1; }
+[ -f "$adapter" ] || { echo "$0: the WASI reactor adapter \`$adapter\` is missing; set PILOT_ADAPTER to it" >&2; exit 2; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pilot-c-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-"${WIT_BINDGEN:-wit-bindgen}" c --out-dir "$work/gen" --world pilot-plugin "$wit" >/dev/null
+"${WIT_BINDGEN:-wit-bindgen}" c --out-dir "$work/gen" --world "$world" "$wit" >/dev/null
 # shellcheck disable=SC2086
 "${CC:-clang}" --target=wasm32-wasi --sysroot="${WASI_SYSROOT:-/usr}" -mexec-model=reactor \
     ${CFLAGS:--O2} -Wall -Wextra -Wno-unused-parameter -I "$work/gen" -I "$here" \
     -o "$work/core.wasm" \
-    "$@" "$here/pilot_plugin_sdk.c" "$here/pilot_json.c" \
-    "$work/gen/pilot_plugin.c" "$work/gen/pilot_plugin_component_type.o"
+    "$@" "$here/$sdk" "$here/pilot_common.c" "$here/pilot_json.c" \
+    "$work/gen/$gen.c" "$work/gen/${gen}_component_type.o"
 "${WASM_TOOLS:-wasm-tools}" component new "$work/core.wasm" \
     --adapt "wasi_snapshot_preview1=$adapter" -o "$out"

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pilot_common.h"
+
 typedef enum {
     PILOT_JSON_NULL,
     PILOT_JSON_BOOL,
@@ -43,5 +45,16 @@ bool pilot_json_parse(const char *text, size_t len, pilot_json_t *out, char *err
 /* Returns the member `key`, or NULL when it is missing or null. */
 const pilot_json_value_t *pilot_json_get(const pilot_json_t *json, const char *key);
 void pilot_json_free(pilot_json_t *json);
+
+/* A params mapping (pilot_common.h): the scope named in messages and the parsed JSON. */
+struct pilot_params {
+    const char *scope;
+    pilot_json_t json;
+};
+
+/* Parses `text` as a mapping (or null) named `scope` in messages; an error is INVALID_CONFIG. */
+pilot_result_t pilot_params_parse(const char *text, size_t len, const char *scope, struct pilot_params *out);
+/* Frees what pilot_params_parse() allocated. */
+void pilot_params_free(struct pilot_params *params);
 
 #endif

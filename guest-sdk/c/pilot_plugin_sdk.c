@@ -18,38 +18,10 @@
 typedef pilot_plugin_string_t str_t;
 typedef exports_pilot_plugin_plugin_plugin_error_t wit_error_t;
 
-struct pilot_params {
-    const char *scope;
-    pilot_json_t json;
-};
-
 struct pilot_actions {
     exports_pilot_plugin_plugin_stat_action_t *items;
     size_t len;
 };
-
-/* The message of the last pilot_not_yet / pilot_error, for the call being answered. */
-static char message[4096];
-
-static void set_message(const char *format, va_list args) {
-    vsnprintf(message, sizeof message, format, args);
-}
-
-pilot_result_t pilot_not_yet(const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    set_message(format, args);
-    va_end(args);
-    return PILOT_NOT_YET;
-}
-
-pilot_result_t pilot_error(pilot_result_t kind, const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    set_message(format, args);
-    va_end(args);
-    return kind < PILOT_ERR_INVALID_CONFIG ? PILOT_ERR_FAILED : kind;
-}
 
 void pilot_log(pilot_log_level_t level, const char *format, ...) {
     char line[4096];
@@ -78,87 +50,7 @@ static void to_wit_error(pilot_result_t result, wit_error_t *err) {
     default: err->tag = PILOT_PLUGIN_TYPES_PLUGIN_ERROR_FAILED; break;
     }
     /* All variants hold one string at the same place. */
-    pilot_plugin_string_dup(&err->val.failed, message);
-}
-
-/* ---- params ---- */
-
-static pilot_result_t parse_params(const str_t *text, const char *scope, pilot_params_t *out) {
-    char why[200];
-    out->scope = scope;
-    if (!pilot_json_parse((const char *)text->ptr, text->len, &out->json, why, sizeof why)) {
-        return pilot_error(PILOT_ERR_INVALID_CONFIG, "`%s` is not valid JSON: %s", scope, why);
-    }
-    pilot_json_type_t type = out->json.whole.type;
-    if (type != PILOT_JSON_OBJECT && type != PILOT_JSON_NULL) {
-        pilot_result_t r = pilot_error(PILOT_ERR_INVALID_CONFIG,
-                                       "`%s` must be a mapping of keys to values, got `%.*s`", scope,
-                                       (int)out->json.whole.raw_len, out->json.whole.raw);
-        pilot_json_free(&out->json);
-        return r;
-    }
-    return PILOT_OK;
-}
-
-static pilot_result_t missing(const pilot_params_t *p, const char *key, const char *what) {
-    return pilot_error(PILOT_ERR_INVALID_CONFIG, "`%s.%s` is required (%s) and missing", p->scope,
-                       key, what);
-}
-
-static pilot_result_t wrong(const pilot_params_t *p, const char *key, const char *what,
-                            const pilot_json_value_t *v) {
-    return pilot_error(PILOT_ERR_INVALID_CONFIG, "`%s.%s` must be %s, got `%.*s`", p->scope, key,
-                       what, (int)v->raw_len, v->raw);
-}
-
-bool pilot_params_has(const pilot_params_t *params, const char *key) {
-    return pilot_json_get(&params->json, key) != NULL;
-}
-
-pilot_result_t pilot_params_str_or(const pilot_params_t *params, const char *key,
-                                   const char *fallback, const char **out) {
-    const pilot_json_value_t *v = pilot_json_get(&params->json, key);
-    if (v == NULL) { *out = fallback; return PILOT_OK; }
-    if (v->type != PILOT_JSON_STRING) return wrong(params, key, "a string", v);
-    *out = v->string;
-    return PILOT_OK;
-}
-
-pilot_result_t pilot_params_str(const pilot_params_t *params, const char *key, const char **out) {
-    if (!pilot_params_has(params, key)) return missing(params, key, "a string");
-    return pilot_params_str_or(params, key, NULL, out);
-}
-
-pilot_result_t pilot_params_u64_or(const pilot_params_t *params, const char *key,
-                                   uint64_t fallback, uint64_t *out) {
-    const pilot_json_value_t *v = pilot_json_get(&params->json, key);
-    if (v == NULL) { *out = fallback; return PILOT_OK; }
-    if (v->type != PILOT_JSON_NUMBER || !v->is_u64) return wrong(params, key, "a whole number", v);
-    *out = v->u64;
-    return PILOT_OK;
-}
-
-pilot_result_t pilot_params_u64(const pilot_params_t *params, const char *key, uint64_t *out) {
-    if (!pilot_params_has(params, key)) return missing(params, key, "a whole number");
-    return pilot_params_u64_or(params, key, 0, out);
-}
-
-pilot_result_t pilot_params_f64_or(const pilot_params_t *params, const char *key, double fallback,
-                                   double *out) {
-    const pilot_json_value_t *v = pilot_json_get(&params->json, key);
-    if (v == NULL) { *out = fallback; return PILOT_OK; }
-    if (v->type != PILOT_JSON_NUMBER) return wrong(params, key, "a number", v);
-    *out = v->number;
-    return PILOT_OK;
-}
-
-pilot_result_t pilot_params_bool_or(const pilot_params_t *params, const char *key, bool fallback,
-                                    bool *out) {
-    const pilot_json_value_t *v = pilot_json_get(&params->json, key);
-    if (v == NULL) { *out = fallback; return PILOT_OK; }
-    if (v->type != PILOT_JSON_BOOL) return wrong(params, key, "true or false", v);
-    *out = v->boolean;
-    return PILOT_OK;
+    pilot_plugin_string_dup(&err->val.failed, pilot_last_message());
 }
 
 /* ---- actions ---- */
@@ -218,7 +110,7 @@ void exports_pilot_plugin_plugin_describe(exports_pilot_plugin_plugin_descriptio
 
 bool exports_pilot_plugin_plugin_init(str_t *config, wit_error_t *err) {
     pilot_params_t params;
-    pilot_result_t r = parse_params(config, "config", &params);
+    pilot_result_t r = pilot_params_parse((const char *)config->ptr, config->len, "config", &params);
     pilot_plugin_string_free(config);
     if (r == PILOT_OK) {
         r = pilot_plugin.init != NULL ? pilot_plugin.init(&params) : PILOT_OK;
@@ -266,7 +158,7 @@ bool exports_pilot_plugin_plugin_ready_check(str_t *strategy,
     char *name = cstr(strategy);
     pilot_result_t r = check_name(pilot_plugin.ready_strategies, "ready strategy", name);
     pilot_params_t parsed = {0};
-    if (r == PILOT_OK) r = parse_params(params, "ready_params", &parsed);
+    if (r == PILOT_OK) r = pilot_params_parse((const char *)params->ptr, params->len, "ready_params", &parsed);
     if (r == PILOT_OK) {
         process_t p;
         process_in(process, &p);
@@ -283,7 +175,7 @@ bool exports_pilot_plugin_plugin_ready_check(str_t *strategy,
     if (r == PILOT_OK || r == PILOT_NOT_YET) {
         ret->tag = r == PILOT_OK ? PILOT_PLUGIN_TYPES_READY_STATUS_READY
                                  : PILOT_PLUGIN_TYPES_READY_STATUS_NOT_YET;
-        if (r == PILOT_NOT_YET) pilot_plugin_string_dup(&ret->val.not_yet, message);
+        if (r == PILOT_NOT_YET) pilot_plugin_string_dup(&ret->val.not_yet, pilot_last_message());
         return true;
     }
     to_wit_error(r, err);
