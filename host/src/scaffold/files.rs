@@ -26,7 +26,7 @@ pub struct Project {
 const WIT: &str = include_str!("../../../wit/plugin.wit");
 
 /// The `pilot-control` world and the WASI packages it uses (`wit/deps/`); Rust projects carry them
-/// all (the SDK binds both worlds), Python control projects too.
+/// all (the SDK binds both worlds), control projects in every language too.
 const CONTROL_WIT: [(&str, &str); 8] = [
     ("wit/control.wit", include_str!("../../../wit/control.wit")),
     (
@@ -96,7 +96,7 @@ const RUST_SDK: [(&str, &str); 9] = [
     ),
 ];
 
-const C_SDK: [(&str, &str); 5] = [
+const C_SDK: [(&str, &str); 7] = [
     (
         "sdk/build.sh",
         include_str!("../../../guest-sdk/c/build.sh"),
@@ -110,12 +110,32 @@ const C_SDK: [(&str, &str); 5] = [
         include_str!("../../../guest-sdk/c/pilot_plugin_sdk.c"),
     ),
     (
+        "sdk/pilot_common.h",
+        include_str!("../../../guest-sdk/c/pilot_common.h"),
+    ),
+    (
+        "sdk/pilot_common.c",
+        include_str!("../../../guest-sdk/c/pilot_common.c"),
+    ),
+    (
         "sdk/pilot_json.h",
         include_str!("../../../guest-sdk/c/pilot_json.h"),
     ),
     (
         "sdk/pilot_json.c",
         include_str!("../../../guest-sdk/c/pilot_json.c"),
+    ),
+];
+
+/// The C SDK's control part (the `pilot-control` world), for control projects.
+const C_CONTROL_SDK: [(&str, &str); 2] = [
+    (
+        "sdk/pilot_control_sdk.h",
+        include_str!("../../../guest-sdk/c/pilot_control_sdk.h"),
+    ),
+    (
+        "sdk/pilot_control_sdk.c",
+        include_str!("../../../guest-sdk/c/pilot_control_sdk.c"),
     ),
 ];
 
@@ -200,12 +220,21 @@ fn c(kind: Kind, text: &Text) -> Vec<File> {
         Kind::Ready => include_str!("templates/c/ready.c"),
         Kind::Hook => include_str!("templates/c/hook.c"),
         Kind::Stats => include_str!("templates/c/stats.c"),
-        Kind::Control => unreachable!("refused by `scaffold::write`: no C control plugins yet"),
+        Kind::Control => include_str!("templates/c/control.c"),
+    };
+    // A control project keeps its WIT (with the control world and WASI deps) in `wit/`.
+    let (env, wit) = if kind == Kind::Control {
+        ("PILOT_WORLD=pilot-control PILOT_WIT=wit ", "wit/plugin.wit")
+    } else {
+        ("", "sdk/wit/plugin.wit")
     };
     let mut files = vec![
-        text("build.sh", include_str!("templates/c/build.sh")),
+        text(
+            "build.sh",
+            &include_str!("templates/c/build.sh").replace("{{env}}", env),
+        ),
         text("{{snake}}.c", source),
-        text("sdk/wit/plugin.wit", WIT),
+        text(wit, WIT),
         File {
             path: "sdk/wasi_snapshot_preview1.reactor.wasm".into(),
             contents: Cow::Borrowed(
@@ -214,7 +243,12 @@ fn c(kind: Kind, text: &Text) -> Vec<File> {
             executable: false,
         },
     ];
-    files.extend(C_SDK.iter().map(|(path, contents)| File {
+    let control: &[(&str, &str)] = if kind == Kind::Control {
+        &C_CONTROL_SDK
+    } else {
+        &[]
+    };
+    files.extend(C_SDK.iter().chain(control).map(|(path, contents)| File {
         path: path.to_string(),
         contents: Cow::Borrowed(contents.as_bytes()),
         executable: path.ends_with(".sh"),
@@ -262,28 +296,52 @@ fn js(kind: Kind, text: &Text) -> Vec<File> {
         Kind::Ready => include_str!("templates/js/ready.js"),
         Kind::Hook => include_str!("templates/js/hook.js"),
         Kind::Stats => include_str!("templates/js/stats.js"),
-        Kind::Control => {
-            unreachable!("refused by `scaffold::write`: no JavaScript control plugins yet")
-        }
+        Kind::Control => include_str!("templates/js/control.js"),
     };
-    vec![
+    let world = if kind == Kind::Control {
+        "pilot-control"
+    } else {
+        "pilot-plugin"
+    };
+    let mut files = vec![
         text("plugin.js", source),
-        text("build.sh", include_str!("templates/js/build.sh")),
-        text("package.json", include_str!("templates/js/package.json")),
+        text(
+            "build.sh",
+            &include_str!("templates/js/build.sh").replace("{{world}}", world),
+        ),
+        text(
+            "package.json",
+            &include_str!("templates/js/package.json").replace("{{world}}", world),
+        ),
         text(
             "pilot_sdk.js",
             include_str!("../../../guest-sdk/js/pilot_sdk.js"),
         ),
         text("build.mjs", include_str!("../../../guest-sdk/js/build.mjs")),
         text("wit/plugin.wit", WIT),
-    ]
+    ];
+    if kind == Kind::Control {
+        files.push(text(
+            "pilot_control.js",
+            include_str!("../../../guest-sdk/js/pilot_control.js"),
+        ));
+    }
+    files
 }
 
 fn manifest(lang: Lang, kind: Kind) -> String {
     match kind {
         Kind::Hook => include_str!("templates/common/hook.yaml").to_string(),
         Kind::Stats => include_str!("templates/common/stats.yaml").to_string(),
-        Kind::Control => include_str!("templates/common/control.yaml").to_string(),
+        // C and JavaScript control plugins answer `GET /`; Rust and Python ones `GET /health`.
+        Kind::Control => include_str!("templates/common/control.yaml").replace(
+            "{{path}}",
+            if matches!(lang, Lang::C | Lang::Js) {
+                "/"
+            } else {
+                "/health"
+            },
+        ),
         // JavaScript plugins cannot read files: their example strategy counts restarts.
         Kind::Ready if lang == Lang::Js => include_str!("templates/common/ready.yaml")
             .replace("{{params}}", "{ min_restarts: 0 }")

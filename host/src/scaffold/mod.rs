@@ -1,8 +1,8 @@
 //! `pilot-host plugin new`: writes a buildable plugin project in Rust, C, Python or JavaScript.
 //!
-//! The project holds its source (a ready strategy, a lifecycle hook or a stat handler, written with
-//! the language's SDK), the SDK itself and the WIT contract (embedded in this binary, so a project
-//! made outside this repository builds), a build script (or `Cargo.toml`), a manifest that uses the
+//! The project holds its source (a ready strategy, a lifecycle hook, a stat handler or a control
+//! plugin, written with the language's SDK), the SDK itself and the WIT contract (embedded in this
+//! binary, so a project made outside this repository builds), a build script (or `Cargo.toml`), a manifest that uses the
 //! plugin, and a README on how to build and check it. Everything is checked before anything is
 //! written, and the files are written into a temporary folder that is renamed into place, so bad input
 //! or a failed write leaves nothing behind; that folder is made exclusively under a random name and
@@ -36,7 +36,7 @@ pub enum Kind {
     Hook,
     /// A stat handler (restarts a process whose memory stays too high).
     Stats,
-    /// A control plugin (Rust and Python): HTTP endpoints under `/plugins/NAME/` and events.
+    /// A control plugin: HTTP endpoints under `/plugins/NAME/` and events.
     Control,
 }
 
@@ -63,12 +63,6 @@ pub enum ScaffoldError {
         name: String,
         /// What is wrong with it.
         why: String,
-    },
-    /// The language cannot write that kind of plugin yet.
-    #[error("`--kind control` is not available for {lang} yet; write control plugins in Rust or Python (`--lang rust` or `--lang python`)")]
-    Unsupported {
-        /// The language asked for.
-        lang: &'static str,
     },
     /// The folder exists and holds files.
     #[error("folder `{}` already exists and is not empty; choose another with `--dir`, or remove it", .0.display())]
@@ -167,11 +161,6 @@ pub fn check_name(name: &str) -> Result<(), ScaffoldError> {
 /// Writes the project; nothing is written when the request is bad or a write fails.
 pub fn create(request: &Request) -> Result<Created, ScaffoldError> {
     check_name(&request.name)?;
-    match (request.kind, request.lang) {
-        (Kind::Control, Lang::C) => return Err(ScaffoldError::Unsupported { lang: "C" }),
-        (Kind::Control, Lang::Js) => return Err(ScaffoldError::Unsupported { lang: "JavaScript" }),
-        _ => {}
-    }
     let dir = request
         .dir
         .clone()

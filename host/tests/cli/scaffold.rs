@@ -93,13 +93,22 @@ fn scaffold_build_check(dir: &Scratch, name: &str, lang: &str, kind: &str) -> Pa
     build(&project).expect_code(0);
     let wasm = project.join(format!("{name}.wasm"));
     let mut check = Pilot::start(&["plugin".as_ref(), "check".as_ref(), wasm.as_os_str()]);
-    assert_eq!(
-        check.wait_exit(Duration::from_secs(300)).code(),
-        Some(0),
-        "{lang} {kind}: {}\n{}",
-        check.stdout_text(),
-        check.stderr_text()
-    );
+    let code = check.wait_exit(Duration::from_secs(300)).code();
+    let report = format!("{}\n{}", check.stdout_text(), check.stderr_text());
+    if kind == "control" && matches!(lang, "c" | "js") {
+        // Their `GET /` lists the processes, so the check (which grants nothing) sees exactly one
+        // ungranted control call; every smoke call still succeeds.
+        assert_eq!(code, Some(1), "{lang} {kind}: {report}");
+        assert!(
+            report.contains("1 finding")
+                && report.contains("tried the control call `processes`")
+                && report.contains("`GET /`: HTTP 403")
+                && !report.contains("FAIL"),
+            "{lang} {kind}: {report}"
+        );
+    } else {
+        assert_eq!(code, Some(0), "{lang} {kind}: {report}");
+    }
     let manifest = project.join("manifest.yaml");
     let mut validate = Pilot::start(&[
         "validate".as_ref(),
@@ -123,8 +132,9 @@ fn runs_ready(project: &Path) {
     pilot.wait_log("after-demo: started", SOON);
 }
 
-/// Runs the control-kind project's manifest and asks its plugin's `/health` over the socket.
-fn runs_control(dir: &Scratch, project: &Path, name: &str) {
+/// Runs the control-kind project's manifest and asks its plugin's `path` over the socket until the
+/// answer holds `want`; returns that answer.
+fn runs_control(dir: &Scratch, project: &Path, name: &str, path: &str, want: &str) -> String {
     let runtime = crate::controlkit::runtime_dir(dir);
     let manifest = project.join("manifest.yaml");
     let pilot = Pilot::start_env(
@@ -137,18 +147,19 @@ fn runs_control(dir: &Scratch, project: &Path, name: &str) {
         &[("XDG_RUNTIME_DIR", runtime.as_os_str())],
     );
     pilot.wait_log("demo: started", SOON);
-    // `demo` runs a second at a time: ask until an answer finds it up (503 `down: demo` otherwise).
+    // `demo` runs a second at a time: ask until an answer finds it as wanted.
     let mut last = String::new();
-    crate::harness::wait_until("the plugin's /health says all up", SOON, || {
+    crate::harness::wait_until(&format!("the plugin's {path} answers {want}"), SOON, || {
         let out = run(pilot_host()
             .env("XDG_RUNTIME_DIR", &runtime)
             .args(["ctl", "--manifest"])
             .arg(&manifest)
-            .args(["plugin", name, "/health"]));
+            .args(["plugin", name, path]));
         last = format!("{}{}", out.stdout, out.stderr);
-        out.code == 0 && out.stdout.contains("all up")
+        out.code == 0 && out.stdout.contains(want)
     });
-    assert!(last.contains("all up"), "{last}");
+    assert!(last.contains(want), "{last}");
+    last
 }
 
 fn every_kind(lang: &str, kinds: &[&str]) {
@@ -158,7 +169,9 @@ fn every_kind(lang: &str, kinds: &[&str]) {
         let project = scaffold_build_check(&dir, &name, lang, kind);
         match *kind {
             "ready" => runs_ready(&project),
-            "control" => runs_control(&dir, &project, &name),
+            "control" => {
+                runs_control(&dir, &project, &name, "/health", "all up");
+            }
             _ => {}
         }
     }
@@ -172,6 +185,26 @@ fn a_new_rust_plugin_builds_and_passes_the_check() {
 #[test]
 fn a_new_c_plugin_builds_and_passes_the_check() {
     every_kind("c", &["ready", "hook", "stats"]);
+}
+
+/// C and JavaScript control projects: built, checked, and serving `GET /` (the processes as JSON)
+/// through `pilot-host run` and `ctl plugin`.
+#[test]
+fn a_new_c_and_javascript_control_plugin_serves_its_processes() {
+    let dir = Scratch::new("new-control");
+    for lang in ["c", "js"] {
+        let name = format!("my-{lang}-ctl");
+        let project = scaffold_build_check(&dir, &name, lang, "control");
+        let answer = runs_control(&dir, &project, &name, "/", r#""demo""#);
+        let value: serde_json::Value = serde_json::from_str(answer.trim())
+            .unwrap_or_else(|e| panic!("{lang}: `GET /` is not JSON ({e}): {answer}"));
+        let demo = &value["processes"][0];
+        assert_eq!(demo["name"], "demo", "{answer}");
+        assert!(
+            demo["phase"].is_string() && demo["up"].is_boolean(),
+            "{answer}"
+        );
+    }
 }
 
 #[test]
@@ -204,8 +237,8 @@ fn bad_input_is_refused_with_exit_2_and_nothing_written() {
     let before = listing(dir.path());
     let cases: [(&[&str], &str); 6] = [
         (
-            &["ctl-c", "--lang", "c", "--kind", "control"],
-            "`--kind control` is not available for C yet; write control plugins in Rust or Python",
+            &["ok", "--kind", "dashboard"],
+            "invalid value 'dashboard' for '--kind <KIND>'",
         ),
         (
             &["taken", "--lang", "c"],
@@ -259,4 +292,31 @@ fn an_empty_folder_is_used_and_the_project_is_complete() {
         source.contains(r#"STRATEGIES[] = {"disk-ready", NULL}"#),
         "{source}"
     );
+}
+
+#[test]
+fn a_missing_toolchain_is_named_with_the_fix_and_exit_2() {
+    let dir = Scratch::new("new-notools");
+    new_plugin(&["c-ctl", "--lang", "c", "--kind", "control"], dir.path()).expect_code(0);
+    new_plugin(&["js-ctl", "--lang", "js", "--kind", "control"], dir.path()).expect_code(0);
+    // No wit-bindgen on PATH (only the system's folders).
+    let mut c = Command::new("sh");
+    c.arg("build.sh")
+        .current_dir(dir.join("c-ctl"))
+        .env("PATH", "/usr/bin:/bin");
+    run_within(&mut c, Duration::from_secs(60))
+        .expect_code(2)
+        .stderr_has("`wit-bindgen` is missing; install it (see README.md");
+    // No componentize-js anywhere it is looked for.
+    let empty = dir.join("no-toolchain");
+    std::fs::create_dir(&empty).unwrap();
+    let mut js = Command::new("sh");
+    js.arg("build.sh")
+        .current_dir(dir.join("js-ctl"))
+        .env("PILOT_JS_TOOLCHAIN", &empty);
+    run_within(&mut js, Duration::from_secs(60))
+        .expect_code(2)
+        .stderr_has("@bytecodealliance/componentize-js is not installed")
+        .stderr_has("run `npm install` in this folder");
+    assert!(!dir.join("c-ctl/c-ctl.wasm").exists() && !dir.join("js-ctl/js-ctl.wasm").exists());
 }

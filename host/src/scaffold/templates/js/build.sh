@@ -2,4 +2,4 @@
 # Builds {{name}}.wasm with componentize-js (`npm install` first).
 set -eu
 cd "$(dirname "$0")"
-node build.mjs --wit wit --out {{name}}.wasm plugin.js
+node build.mjs --world {{world}} --wit wit --out {{name}}.wasm plugin.js
