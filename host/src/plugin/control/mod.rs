@@ -20,6 +20,7 @@ mod access;
 pub mod bindings;
 mod events;
 mod outgoing;
+mod reach;
 mod runtime;
 mod set;
 
@@ -30,6 +31,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 pub use self::access::{ControlAccess, HandleCell, CHANGE_BURST, CHANGE_EVERY};
 pub use self::bindings::{ControlDescription, PilotControlPre};
+pub(crate) use self::events::event_of;
 pub use self::events::kind_name;
 pub use self::outgoing::{Outgoing, OutgoingGrants, MAX_ANSWER_BYTES, REQUEST_DEADLINE};
 pub use self::runtime::{ControlPlugin, Served, MAX_REQUESTS, MAX_RESPONSE_BYTES};
