@@ -10,7 +10,8 @@
 //! - [`ControlPlugins`] (`set`): the control plugins a manifest names, started before the processes
 //!   and stopped after them.
 //! - `access`: the `control` interface (grants, rate limit); `outgoing`: `wasi:http` requests (grants,
-//!   deadlines, body cap).
+//!   deadlines, body cap); `reach`: where granted calls go (the supervisor, or under `plugin check`
+//!   the check's stand-in, which carries nothing out and sends nothing).
 //!
 //! Contract: nothing here runs guest code on the supervision runtime; a control plugin can slow
 //! nothing but its own requests and events.
