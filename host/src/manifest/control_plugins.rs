@@ -1,8 +1,6 @@
 //! Validation of control plugins: the names `control_server` and `control_plugins` give, and the
 //! `grants` of a plugin's settings (control calls, outgoing HTTP destinations).
 
-use std::collections::BTreeSet;
-
 use super::explain::{closest, list};
 use super::model::{ControlGrant, Grants, HttpGrant};
 use super::raw::RawGrants;
@@ -81,36 +79,49 @@ pub(crate) fn grants(c: &mut Checker, plugin: &str, raw: Option<&RawGrants>) -> 
             format!("`{plugin}` is not a control plugin, and only control plugins use `grants`; it is ignored"),
         );
     }
-    let mut control = BTreeSet::new();
-    for name in raw.control.iter().flatten() {
+    let (grants, problems) = parse_grants(
+        raw.control.as_deref().unwrap_or_default(),
+        raw.http.as_deref().unwrap_or_default(),
+    );
+    for (field, problem) in problems {
+        c.problem(None, &format!("plugins.{plugin}.grants.{field}"), problem);
+    }
+    grants
+}
+
+/// Parses the `control` and `http` grants of a control plugin, for the manifest and for `plugin
+/// check`'s spec files; returns them with every problem as (`control` or `http`, what is wrong and the
+/// fix).
+pub fn parse_grants(control: &[String], http: &[String]) -> (Grants, Vec<(&'static str, String)>) {
+    let mut problems = Vec::new();
+    let mut grants = Grants::default();
+    for name in control {
         match ControlGrant::parse(name) {
             Some(g) => {
-                control.insert(g);
+                grants.control.insert(g);
             }
             None => {
                 let known: Vec<&str> = ControlGrant::ALL.iter().map(|g| g.name()).collect();
                 let hint = closest(name, known.iter().copied())
                     .map(|b| format!("; did you mean `{b}`?"))
                     .unwrap_or_default();
-                c.problem(
-                    None,
-                    &format!("plugins.{plugin}.grants.control"),
+                problems.push((
+                    "control",
                     format!(
                         "`{name}` is not a control grant (known: {}){hint}",
                         list(&known, 5)
                     ),
-                );
+                ));
             }
         }
     }
-    let mut http = Vec::new();
-    for dest in raw.http.iter().flatten() {
+    for dest in http {
         match http_grant(dest) {
-            Ok(g) => http.push(g),
-            Err(why) => c.problem(None, &format!("plugins.{plugin}.grants.http"), why),
+            Ok(g) => grants.http.push(g),
+            Err(why) => problems.push(("http", why)),
         }
     }
-    Grants { control, http }
+    (grants, problems)
 }
 
 /// Parses `host`, `host:port` or `[v6]:port`.

@@ -18,6 +18,7 @@ pub mod resolve;
 pub mod source;
 mod validate;
 
+pub use control_plugins::parse_grants;
 pub use error::{ManifestError, Problem, ProcessRef};
 pub use model::{
     ControlGrant, ControlServer, Grants, HttpGrant, Manifest, PluginSettings, ProcessSpec,

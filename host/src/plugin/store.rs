@@ -155,14 +155,17 @@ pub struct Grants {
     observed: Option<Observed>,
 }
 
-/// Where `plugin check` collects attempts, and the empty folder offered to the plugin as `/` so that
-/// its libc asks the host for paths outside its grants instead of failing on its own.
+/// Where `plugin check` collects attempts, the empty folder offered to the plugin as `/` so that
+/// its libc asks the host for paths outside its grants instead of failing on its own, and the
+/// stand-in world a control plugin's granted calls and requests reach instead of a real one.
 #[derive(Clone)]
 pub struct Observed {
     /// The attempts.
     pub attempts: Arc<std::sync::Mutex<Vec<Attempt>>>,
     /// An empty folder.
     pub decoy_root: PathBuf,
+    /// The stand-in supervisor and network.
+    pub stand_in: Arc<crate::plugin::check::world::StandIn>,
 }
 
 impl Grants {

@@ -31,6 +31,7 @@ use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{self, ResolveAddressS
 use wasmtime_wasi::p2::bindings::sockets::network::{self, Network};
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
 
+use super::check::world::StandIn;
 use super::store::StoreState;
 
 /// The WASI interfaces wrapped, at the version wasmtime-wasi 48 defines them (guests built against any
@@ -101,14 +102,22 @@ impl std::fmt::Display for Attempt {
     }
 }
 
-/// Notes attempts: into the list `plugin check` reads, or else the debug log.
+/// Notes attempts: into the list `plugin check` reads, or else the debug log. Under `plugin check`
+/// it also leads to the stand-in world of the check.
 #[derive(Clone)]
 pub struct Recorder {
     plugin: Arc<str>,
     attempts: Option<Arc<Mutex<Vec<Attempt>>>>,
+    stand_in: Option<Arc<StandIn>>,
 }
 
 impl Recorder {
+    /// Returns, under `plugin check`, the stand-in that granted control calls and outgoing
+    /// requests reach instead of the supervisor and the network.
+    pub fn stand_in(&self) -> Option<&Arc<StandIn>> {
+        self.stand_in.as_ref()
+    }
+
     /// Notes `attempt` once.
     pub fn record(&self, attempt: Attempt) {
         match &self.attempts {
@@ -139,6 +148,7 @@ impl Watch {
         Watch {
             recorder: Recorder {
                 plugin: plugin.into(),
+                stand_in: observed.as_ref().map(|o| o.stand_in.clone()),
                 attempts: observed.map(|o| o.attempts),
             },
             decoys: HashSet::new(),

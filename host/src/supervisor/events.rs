@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::state::State;
@@ -16,9 +16,10 @@ use crate::extension::PluginEvent;
 /// Events kept for subscribers that are behind; older ones are dropped for them.
 pub const CAPACITY: usize = 4096;
 
-/// Something that happened.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
+/// Something that happened; also read back (by `plugin check`'s spec files) in the shape it is
+/// written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", deny_unknown_fields)]
 pub enum Event {
     /// A process moved from one state to another.
     State {

@@ -3,6 +3,7 @@
 
 mod attack;
 mod check;
+mod check_control;
 mod check_trust;
 mod control;
 mod control_access;

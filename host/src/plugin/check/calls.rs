@@ -23,6 +23,13 @@ pub enum Outcome {
     Returned,
     /// A stat handler returned these actions: (`restart` or `stop`, process).
     Actions(Vec<(String, String)>),
+    /// A control plugin answered an HTTP request.
+    Http {
+        /// The status.
+        status: u16,
+        /// The body, as text.
+        body: String,
+    },
     /// The plugin answered with its own error: its kind and text.
     PluginError(&'static str, String),
     /// The call trapped, timed out, or could not be made.
@@ -64,6 +71,11 @@ impl std::fmt::Display for Outcome {
                 let list: Vec<String> = a.iter().map(|(k, p)| format!("{k} `{p}`")).collect();
                 write!(f, "actions [{}]", list.join(", "))
             }
+            Outcome::Http { status, body } => {
+                let shown: String = body.chars().take(200).collect();
+                let more = if shown.len() < body.len() { "…" } else { "" };
+                write!(f, "HTTP {status}: {shown}{more}")
+            }
             Outcome::PluginError(kind, text) => write!(f, "its own error `{kind}`: {text}"),
             Outcome::Failed(e) => write!(f, "{e}"),
         }
@@ -80,7 +92,8 @@ fn plugin_error(e: &b::PluginError) -> Outcome {
     Outcome::PluginError(kind, sanitize(text))
 }
 
-fn outcome<T>(
+/// Returns how a call that answered `r` ended, `ok` turning its answer into an outcome.
+pub(super) fn outcome<T>(
     r: Result<Result<T, b::PluginError>, CallError>,
     ok: impl FnOnce(T) -> Outcome,
 ) -> Outcome {

@@ -146,6 +146,10 @@ pub async fn run(args: &CheckArgs) -> Result<(), CheckFailure> {
     }
     print(args, &reports).map_err(|e| CheckFailure::Failed(format!("cannot print: {e}")))?;
     unused_specs(&opts, &reports)?;
+    let misfits: Vec<&String> = reports.iter().flat_map(|r| &r.spec_errors).collect();
+    if let Some(first) = misfits.first() {
+        return Err(CheckFailure::BadInput(first.to_string()));
+    }
     let findings: usize = reports.iter().map(|r| r.findings.len()).sum();
     if findings == 0 {
         return Ok(());

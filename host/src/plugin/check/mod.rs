@@ -10,12 +10,14 @@
 pub mod calls;
 pub mod command;
 mod control;
+pub mod control_spec;
 pub mod policy;
 pub mod report;
 pub mod sarif;
 pub mod spec;
+pub mod world;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -123,6 +125,7 @@ pub async fn check_file(host: &PluginHost, file: &Path, opts: &Options, specs: &
     let observed = Observed {
         attempts: Arc::new(Mutex::new(Vec::new())),
         decoy_root: decoy.path().to_path_buf(),
+        stand_in: Default::default(),
     };
     check_size(&mut report, &opts.budget);
     match host.load_unchecked(file, Some(observed.clone())).await {
@@ -131,7 +134,7 @@ pub async fn check_file(host: &PluginHost, file: &Path, opts: &Options, specs: &
         Err(LoadError::Link { .. }) if host.is_control_file(file).await => {
             match host.load_any(file).await {
                 Ok(super::load::AnyPlugin::Control(c)) => {
-                    control::check_control(host, &c, opts, &observed, &mut report).await
+                    control::check_control(host, &c, opts, specs, &observed, &mut report).await
                 }
                 Ok(_) => {}
                 Err(e) => report.finding(load_rule(&e), e.to_string()),
@@ -150,6 +153,7 @@ pub async fn check_file(host: &PluginHost, file: &Path, opts: &Options, specs: &
         report.finding("ungranted-access", a.to_string());
     }
     report.attempts = attempts;
+    report.granted = observed.stand_in.used();
     report
 }
 
@@ -186,6 +190,16 @@ async fn check_loaded(
         .iter()
         .filter(|s| s.plugin.as_deref().is_none_or(|p| p == d.name))
         .collect();
+    for spec in specs.iter().filter(|s| !s.control_calls.is_empty()) {
+        report.spec_errors.push(format!(
+            "spec file `{}` makes `http`, `event` or `tick` calls, which only control plugins take, and `{}` is not one; call its ready strategies, hooks or stat handlers (or name the plugin it is for with `plugin:`)",
+            spec.file.display(),
+            escape_controls(&d.name)
+        ));
+    }
+    if !report.spec_errors.is_empty() {
+        return;
+    }
     let base = specs
         .first()
         .map(|s| s.settings.clone())
@@ -354,7 +368,12 @@ async fn run_spec(
         let info = calls::process(&call.process);
         let result = calls::call(&actor, i == 0, call.target.clone(), info).await;
         let (record, outcome) = calls::record(kind, shown, "spec", Some(&call.expect), result);
-        let expect = Some((&call.expect, &spec.file, i));
+        let expect = Some(Expectation {
+            want: call.expect.to_string(),
+            met: outcome.meets(&call.expect),
+            file: &spec.file,
+            index: i,
+        });
         judge(
             report,
             &opts.budget,
@@ -368,6 +387,18 @@ async fn run_spec(
     }
 }
 
+/// What a spec call expected, and whether it got it.
+struct Expectation<'a> {
+    /// The expectation, as the report shows it.
+    want: String,
+    /// Whether the call answered that.
+    met: bool,
+    /// The spec file.
+    file: &'a Path,
+    /// The call's place in its `calls`.
+    index: usize,
+}
+
 /// Turns a failed call, an unmet expectation or an overrun budget into findings.
 fn judge(
     report: &mut Report,
@@ -376,7 +407,7 @@ fn judge(
     kind: &str,
     outcome: &Outcome,
     profile: &CallProfile,
-    expect: Option<(&spec::Expect, &PathBuf, usize)>,
+    expect: Option<Expectation<'_>>,
 ) {
     let what = format!("{kind} `{}`", escape_controls(name));
     if let Outcome::PluginError("init", e) = outcome {
@@ -388,13 +419,15 @@ fn judge(
         }
     } else if let Outcome::Failed(e) = outcome {
         report.finding("call-failed", format!("{what} {e}"));
-    } else if let Some((want, file, i)) = expect.filter(|(want, ..)| !outcome.meets(want)) {
+    } else if let Some(e) = expect.filter(|e| !e.met) {
         report.finding(
             "expectation",
             format!(
-                "{what} answered {}; `{}` calls[{i}] expects {want}",
+                "{what} answered {}; `{}` calls[{}] expects {}",
                 escape_controls(&outcome.to_string()),
-                file.display()
+                e.file.display(),
+                e.index,
+                escape_controls(&e.want)
             ),
         );
     }

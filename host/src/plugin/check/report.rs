@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::world::Use;
 use crate::manifest::escape_controls;
 use crate::plugin::sandbox::CallProfile;
 use crate::plugin::watch::Attempt;
@@ -149,8 +150,14 @@ pub struct Report {
     pub calls: Vec<CallRecord>,
     /// What the plugin tried beyond its grants.
     pub attempts: Vec<Attempt>,
+    /// The control calls and outgoing HTTP requests a control plugin made within its grants,
+    /// answered by the check's stand-in and never carried out.
+    pub granted: Vec<Use>,
     /// What is wrong; empty for a plugin that passes.
     pub findings: Vec<Finding>,
+    /// Spec files that do not fit the plugin's kind: bad input (exit 2), not findings.
+    #[serde(skip)]
+    pub spec_errors: Vec<String>,
 }
 
 /// The `--json` document.
@@ -197,7 +204,9 @@ impl Report {
             timings: Timings::default(),
             calls: Vec::new(),
             attempts: Vec::new(),
+            granted: Vec::new(),
             findings: Vec::new(),
+            spec_errors: Vec::new(),
         }
     }
 
@@ -252,6 +261,9 @@ impl Report {
                 p.fuel,
                 p.peak_memory as f64 / (1 << 20) as f64
             )?;
+        }
+        for u in &self.granted {
+            writeln!(out, "  granted: {u}")?;
         }
         for f in &self.findings {
             writeln!(

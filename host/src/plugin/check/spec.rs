@@ -19,6 +19,24 @@
 //! `expect` is `ready`, `not_yet`, `ok` (returned anything), `error` (the plugin's own error, any kind),
 //! `{ not_yet: TEXT }` (the reason contains TEXT), `{ error: KIND }` (`invalid_config`,
 //! `unknown_name`, `unavailable`, `failed`) or `{ actions: [{ restart: NAME } | { stop: NAME }] }`.
+//!
+//! A control plugin's spec file calls its HTTP handler, feeds it events and ticks (see
+//! [`super::control_spec`]), and grants it control calls and outgoing hosts as the manifest would:
+//!
+//! ```yaml
+//! version: 1
+//! plugin: ops-endpoints
+//! grants: { control: [read, restart], http: ["127.0.0.1:9000", hooks.example.com] }
+//! calls:
+//!   - http: { method: POST, path: /restart-group, body: '{"prefix":"web"}', headers: { content-type: application/json } }
+//!     expect: { status: 200, body_contains: [restarted] }
+//!   - event: { type: exited, process: web, code: 3 }
+//!     expect: ok
+//!   - tick: {}
+//! ```
+//!
+//! A file's calls are for one kind of plugin: those of plugins (`ready_check`, `lifecycle_hook`,
+//! `stat_handler`) or those of control plugins (`http`, `event`, `tick`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +45,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::control_spec::{self, ControlCall, RawControl, RawHttp};
 use crate::manifest::PluginSettings;
 
 /// The file name looked for beside a plugin when no `--spec` is given.
@@ -57,6 +76,10 @@ struct RawGrants {
     allow_tcp: Vec<String>,
     #[serde(default)]
     allow_env: Vec<String>,
+    #[serde(default)]
+    control: Vec<String>,
+    #[serde(default)]
+    http: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,11 +98,13 @@ struct RawCall {
     stat_handler: Option<String>,
     params: Option<Value>,
     process: Option<BTreeMap<String, Value>>,
-    event: Option<String>,
+    event: Option<Value>,
     exit_code: Option<i32>,
     signal: Option<i32>,
     samples: Option<Vec<BTreeMap<String, Value>>>,
-    expect: Value,
+    http: Option<RawHttp>,
+    tick: Option<Value>,
+    expect: Option<Value>,
 }
 
 /// A parsed spec file.
@@ -91,8 +116,10 @@ pub struct Spec {
     pub plugin: Option<String>,
     /// Settings (configuration, grants, limits) to check the plugin with.
     pub settings: PluginSettings,
-    /// The calls, in order.
+    /// The calls of a plugin, in order.
     pub calls: Vec<SpecCall>,
+    /// The calls of a control plugin, in order (a file has these or `calls`, not both).
+    pub control_calls: Vec<ControlCall>,
 }
 
 /// What a spec call calls.
@@ -189,19 +216,32 @@ impl Spec {
         };
         let base = &std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_owned());
         let settings = settings(&raw, base).map_err(|e| format!("spec file `{shown}`: {e}"))?;
-        let calls = raw
-            .calls
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                call(c, base).map_err(|e| format!("spec file `{shown}`: `calls[{i}]`: {e}"))
-            })
-            .collect::<Result<_, _>>()?;
+        let (mut calls, mut control_calls) = (Vec::new(), Vec::new());
+        for (i, c) in raw.calls.into_iter().enumerate() {
+            let at = |e: String| format!("spec file `{shown}`: `calls[{i}]`: {e}");
+            if is_control(&c) {
+                let events = control_calls
+                    .iter()
+                    .filter(|c: &&ControlCall| {
+                        matches!(c.target, control_spec::ControlTarget::Event(_))
+                    })
+                    .count() as u64;
+                control_calls.push(control_call(c, i, events + 1).map_err(at)?);
+            } else {
+                calls.push(call(c, base).map_err(at)?);
+            }
+            if !calls.is_empty() && !control_calls.is_empty() {
+                return Err(at(
+                    "this call is for another kind of plugin than the calls before it; a spec file's calls are those of plugins (`ready_check`, `lifecycle_hook`, `stat_handler`) or those of control plugins (`http`, `event`, `tick`): split them into two files".into(),
+                ));
+            }
+        }
         Ok(Spec {
             file: path.to_owned(),
             plugin: raw.plugin,
             settings,
             calls,
+            control_calls,
         })
     }
 }
@@ -217,6 +257,10 @@ fn settings(raw: &RawSpec, base: &Path) -> Result<PluginSettings, String> {
             format!("`grants.allow_tcp[{i}]` is `{dest}`; write `host:port`, e.g. `127.0.0.1:8080`")
         })?);
     }
+    let (grants, problems) = crate::manifest::parse_grants(&raw.grants.control, &raw.grants.http);
+    if let Some((field, problem)) = problems.into_iter().next() {
+        return Err(format!("`grants.{field}`: {problem}"));
+    }
     let absolute = |paths: &[PathBuf]| paths.iter().map(|p| base.join(p)).collect();
     Ok(PluginSettings {
         fuel: raw.limits.fuel,
@@ -227,8 +271,42 @@ fn settings(raw: &RawSpec, base: &Path) -> Result<PluginSettings, String> {
         allow_tcp,
         allow_env: raw.grants.allow_env.clone(),
         config: raw.config.clone(),
-        grants: Default::default(),
+        grants,
     })
+}
+
+/// Returns whether `raw` is a call of a control plugin: `http`, `tick`, or an `event` that is not a
+/// lifecycle hook's.
+fn is_control(raw: &RawCall) -> bool {
+    let plugin =
+        raw.ready_check.is_some() || raw.lifecycle_hook.is_some() || raw.stat_handler.is_some();
+    !plugin && (raw.http.is_some() || raw.tick.is_some() || raw.event.is_some())
+}
+
+/// Reads a call of a control plugin, the `events`-th event of the file if it is one.
+fn control_call(raw: RawCall, index: usize, events: u64) -> Result<ControlCall, String> {
+    let stray = [
+        ("params", raw.params.is_some()),
+        ("process", raw.process.is_some()),
+        ("exit_code", raw.exit_code.is_some()),
+        ("signal", raw.signal.is_some()),
+        ("samples", raw.samples.is_some()),
+    ];
+    if let Some((field, _)) = stray.iter().find(|(_, given)| *given) {
+        return Err(format!(
+            "`{field}` is not a field of a control plugin's call; an `http`, `event` or `tick` call takes only `expect` beside it (a process goes into the event: `event: {{ type: exited, process: web }}`)"
+        ));
+    }
+    control_spec::call(
+        RawControl {
+            http: raw.http,
+            event: raw.event,
+            tick: raw.tick,
+            expect: raw.expect,
+        },
+        index,
+        events,
+    )
 }
 
 /// Reads one call; a relative `process.working_directory` is taken from the spec file's folder, as
@@ -239,9 +317,14 @@ fn call(raw: RawCall, base: &Path) -> Result<SpecCall, String> {
         raw.lifecycle_hook.is_some(),
         raw.stat_handler.is_some(),
     ];
-    if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err("name exactly one of `ready_check`, `lifecycle_hook`, `stat_handler`".into());
+    if kinds.iter().filter(|k| **k).count() != 1 || raw.http.is_some() || raw.tick.is_some() {
+        return Err("name exactly one of `ready_check`, `lifecycle_hook`, `stat_handler` (plugins) or `http`, `event`, `tick` (control plugins)".into());
     }
+    let Some(expect_value) = raw.expect else {
+        return Err(
+            "`expect` is missing; write what the call must answer, e.g. `expect: ok`".into(),
+        );
+    };
     let target = if let Some(name) = raw.ready_check {
         let params = raw.params.unwrap_or(Value::Object(Default::default()));
         Target::Ready {
@@ -249,13 +332,22 @@ fn call(raw: RawCall, base: &Path) -> Result<SpecCall, String> {
             params: params.to_string(),
         }
     } else if let Some(name) = raw.lifecycle_hook {
-        let event = raw.event.unwrap_or_else(|| "pre_start".into());
-        if !EVENTS.contains(&event.as_str()) {
-            return Err(format!(
-                "`event` is `{event}`; use one of `{}`",
-                EVENTS.join("`, `")
-            ));
-        }
+        let event = match raw.event {
+            None => "pre_start".to_string(),
+            Some(Value::String(e)) if EVENTS.contains(&e.as_str()) => e,
+            Some(Value::String(e)) => {
+                return Err(format!(
+                    "`event` is `{e}`; use one of `{}`",
+                    EVENTS.join("`, `")
+                ))
+            }
+            Some(other) => {
+                return Err(format!(
+                    "`event` is `{other}`; a lifecycle hook's `event` is one of `{}`",
+                    EVENTS.join("`, `")
+                ))
+            }
+        };
         Target::Hook {
             name,
             event,
@@ -277,7 +369,7 @@ fn call(raw: RawCall, base: &Path) -> Result<SpecCall, String> {
     Ok(SpecCall {
         target,
         process,
-        expect: expect(&raw.expect)?,
+        expect: expect(&expect_value)?,
     })
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::bindings::pilot::plugin::control::{self, ControlError, ProcessPhase, ProcessState};
+use super::reach::Reach;
 use crate::extension::{PluginEvent, PluginEventSink};
 use crate::manifest::ControlGrant;
 use crate::plugin::bindings::ProcessStats;
@@ -67,8 +68,9 @@ impl ControlAccess {
         })
     }
 
-    /// Returns the supervisor's handle if `grant` is given (and, for changes, the rate allows).
-    fn allow(&self, call: &'static str, grant: ControlGrant) -> Result<Handle, ControlError> {
+    /// Returns where the call goes if `grant` is given (and, for changes, the rate allows): the
+    /// supervisor, or under `plugin check` its stand-in.
+    fn allow(&self, call: &'static str, grant: ControlGrant) -> Result<Reach, ControlError> {
         if !self.grants.contains(&grant) {
             let fix = format!(
                 "add `{}` to `plugins.{}.grants.control` in the manifest",
@@ -95,11 +97,18 @@ impl ControlAccess {
                 CHANGE_EVERY.as_secs()
             )));
         }
-        self.handle.get().cloned().ok_or_else(|| {
-            ControlError::Refused(
-                "the supervisor is not running yet; try again from an event".into(),
-            )
-        })
+        if let Some(stand_in) = self.recorder.as_ref().and_then(|r| r.stand_in()) {
+            return Ok(Reach::StandIn(stand_in.clone()));
+        }
+        self.handle
+            .get()
+            .cloned()
+            .map(Reach::Supervisor)
+            .ok_or_else(|| {
+                ControlError::Refused(
+                    "the supervisor is not running yet; try again from an event".into(),
+                )
+            })
     }
 
     fn take_token(&self) -> bool {
@@ -164,7 +173,7 @@ fn phase(state: State) -> ProcessPhase {
 type Answer<T> = wasmtime::Result<Result<T, ControlError>>;
 
 impl StoreState {
-    fn access(&self, call: &'static str, grant: ControlGrant) -> Result<Handle, ControlError> {
+    fn access(&self, call: &'static str, grant: ControlGrant) -> Result<Reach, ControlError> {
         match &self.control {
             Some(access) => access.allow(call, grant),
             None => Err(ControlError::Denied(
@@ -214,11 +223,7 @@ impl control::Host for StoreState {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(handle
-            .manifest()
-            .await
-            .map(|m| serde_json::to_string(&m.raw).unwrap_or_default())
-            .map_err(refusal))
+        Ok(handle.manifest().await.map_err(refusal))
     }
 
     async fn logs(&mut self, process: String, tail: u32) -> Answer<Vec<String>> {
@@ -229,7 +234,6 @@ impl control::Host for StoreState {
         Ok(handle
             .logs(&process, tail.min(MAX_TAIL) as usize)
             .await
-            .map(|lines| lines.into_iter().map(|l| l.text).collect())
             .map_err(refusal))
     }
 
@@ -238,8 +242,7 @@ impl control::Host for StoreState {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        let names: Vec<&str> = processes.iter().map(String::as_str).collect();
-        Ok(handle.begin_start(&names).await.map_err(refusal))
+        Ok(handle.change("start", &processes).await.map_err(refusal))
     }
 
     async fn stop(&mut self, processes: Vec<String>) -> Answer<()> {
@@ -247,8 +250,7 @@ impl control::Host for StoreState {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        let names: Vec<&str> = processes.iter().map(String::as_str).collect();
-        Ok(handle.begin_stop(&names).await.map_err(refusal))
+        Ok(handle.change("stop", &processes).await.map_err(refusal))
     }
 
     async fn restart(&mut self, processes: Vec<String>) -> Answer<()> {
@@ -256,8 +258,7 @@ impl control::Host for StoreState {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        let names: Vec<&str> = processes.iter().map(String::as_str).collect();
-        Ok(handle.begin_restart(&names).await.map_err(refusal))
+        Ok(handle.change("restart", &processes).await.map_err(refusal))
     }
 
     async fn reload(&mut self) -> Answer<String> {

@@ -39,7 +39,7 @@ pub fn kind_name(kind: EventKind) -> &'static str {
 
 /// Returns the plugin's view of `record`, or `None` for events plugins do not get (dropped output,
 /// and the plugin's own plugin events, which would feed back into it).
-fn event_of(record: &EventRecord, me: &str) -> Option<Event> {
+pub(crate) fn event_of(record: &EventRecord, me: &str) -> Option<Event> {
     use supervisor::Event as E;
     let (kind, process) = match &record.event {
         E::State { process, .. } => (EventKind::StateChanged, Some(process.clone())),

@@ -10,7 +10,8 @@
 //! - [`ControlPlugins`] (`set`): the control plugins a manifest names, started before the processes
 //!   and stopped after them.
 //! - `access`: the `control` interface (grants, rate limit); `outgoing`: `wasi:http` requests (grants,
-//!   deadlines, body cap).
+//!   deadlines, body cap); `reach`: where granted calls go (the supervisor, or under `plugin check`
+//!   the check's stand-in, which carries nothing out and sends nothing).
 //!
 //! Contract: nothing here runs guest code on the supervision runtime; a control plugin can slow
 //! nothing but its own requests and events.
@@ -20,6 +21,7 @@ mod access;
 pub mod bindings;
 mod events;
 mod outgoing;
+mod reach;
 mod runtime;
 mod set;
 
@@ -30,6 +32,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 pub use self::access::{ControlAccess, HandleCell, CHANGE_BURST, CHANGE_EVERY};
 pub use self::bindings::{ControlDescription, PilotControlPre};
+pub(crate) use self::events::event_of;
 pub use self::events::kind_name;
 pub use self::outgoing::{Outgoing, OutgoingGrants, MAX_ANSWER_BYTES, REQUEST_DEADLINE};
 pub use self::runtime::{ControlPlugin, Served, MAX_REQUESTS, MAX_RESPONSE_BYTES};

@@ -1,7 +1,8 @@
 //! Outgoing HTTP requests of control plugins (`wasi:http/outgoing-handler`): sent only to the hosts
 //! `grants.http` names, each under a deadline, with its answer's body capped. A request to another host
 //! fails with `HTTP-request-denied`, is logged and reported once per host, and (under `plugin check`)
-//! recorded as an attempt.
+//! recorded as an attempt. Under `plugin check` a granted request is not sent either: the check's
+//! stand-in records it and answers `200` with an empty body.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -91,6 +92,27 @@ impl OutgoingGrants {
 #[derive(Clone, Default)]
 pub struct Outgoing(pub Option<Arc<OutgoingGrants>>);
 
+/// The stand-in's answer to a granted request under `plugin check`: `200`, no body; the request's
+/// body is read (and dropped) so that a plugin writing it is never held up.
+fn canned(
+    request: http::Request<WasiBody>,
+) -> (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), Error>> + Send>,
+) {
+    let empty = http_body_util::Empty::new()
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed_unsync();
+    let mut response = http::Response::new(empty);
+    *response.status_mut() = http::StatusCode::OK;
+    let drain = async move {
+        let body = http_body_util::Limited::new(request.into_body(), MAX_ANSWER_BYTES);
+        let _ = tokio::time::timeout(REQUEST_DEADLINE, body.collect()).await;
+        Ok(())
+    };
+    (response, Box::new(drain))
+}
+
 type Sent = Box<
     dyn Future<
             Output = Result<
@@ -114,6 +136,14 @@ impl WasiHttpHooks for Outgoing {
         let granted = self.0.as_ref().is_some_and(|g| g.allows(request.uri()));
         if !granted {
             return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        let stand_in = self
+            .0
+            .as_ref()
+            .and_then(|g| g.recorder.as_ref()?.stand_in());
+        if let Some(stand_in) = stand_in {
+            stand_in.request(request.method(), request.uri());
+            return Box::new(async move { Ok(canned(request)) });
         }
         let cap = |asked: Option<Duration>| {
             Some(asked.map_or(REQUEST_DEADLINE, |d| d.min(REQUEST_DEADLINE)))
