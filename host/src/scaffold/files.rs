@@ -176,6 +176,9 @@ pub fn project(name: &str, lang: Lang, kind: Kind) -> Project {
             include_str!("templates/common/check-ready.yaml"),
         ));
     }
+    if kind == Kind::Control {
+        files.push(text("plugin-check.yaml", &control_check(lang)));
+    }
     files.push(text("README.md", &readme(lang, kind)));
     files.push(text(
         ".gitignore",
@@ -355,6 +358,23 @@ fn manifest(lang: Lang, kind: Kind) -> String {
     }
 }
 
+/// The control project's spec file: its own HTTP calls (C and JavaScript plugins answer `GET /`
+/// with the processes, Rust and Python ones `GET /health`) and an event, granted `read`.
+fn control_check(lang: Lang) -> String {
+    let http = if matches!(lang, Lang::C | Lang::Js) {
+        "  - http: { path: / }                                  # the stand-in's processes as JSON\n    \
+         expect: { status: 200, body_contains: ['\"processes\"', backing-off, nightly] }\n  \
+         - http: { method: POST, path: /nope }\n    \
+         expect: { status: 404, body_contains: [try GET /] }\n"
+    } else {
+        "  - http: { path: /health }                            # some stand-in processes are down\n    \
+         expect: { status: 503, body_contains: [\"down: worker, nightly, migrate\"] }\n  \
+         - http: { path: /nope }\n    \
+         expect: { status: 404, body_contains: [try GET /health] }\n"
+    };
+    include_str!("templates/common/check-control.yaml").replace("{{http}}", http)
+}
+
 fn readme(lang: Lang, kind: Kind) -> String {
     let (language, source, sdk, install) = match lang {
         Lang::Rust => (
@@ -387,6 +407,30 @@ fn readme(lang: Lang, kind: Kind) -> String {
             "Install componentize-js once (Node.js 18 or later): `npm install`.",
         ),
     };
+    let check = match kind {
+        // C and JavaScript control plugins answer `GET /`; Rust and Python ones `GET /health`.
+        Kind::Control => include_str!("templates/common/readme-control.md").replace(
+            "{{path}}",
+            if matches!(lang, Lang::C | Lang::Js) {
+                "/"
+            } else {
+                "/health"
+            },
+        ),
+        _ => include_str!("templates/common/readme-run.md").replace(
+            "{{what}}",
+            if kind == Kind::Ready && lang != Lang::Js {
+                "imports, limits, smoke tests, and the calls in plugin-check.yaml beside it"
+            } else {
+                "imports, limits, a smoke test of each export"
+            },
+        ),
+    };
+    let sdk = match (lang, kind) {
+        (Lang::Python, Kind::Control) => "`sdk/pilot_control.py`",
+        (Lang::Js, Kind::Control) => "`pilot_control.js` (with `pilot_sdk.js`)",
+        _ => sdk,
+    };
     let kind = match kind {
         Kind::Ready => "ready strategy",
         Kind::Hook => "lifecycle hook",
@@ -399,6 +443,7 @@ fn readme(lang: Lang, kind: Kind) -> String {
         .replace("{{source}}", source)
         .replace("{{sdk}}", sdk)
         .replace("{{install}}", install)
+        .replace("{{check}}", &check)
 }
 
 /// `disk-ready` → `DiskReady`.

@@ -91,23 +91,35 @@ fn scaffold_build_check(dir: &Scratch, name: &str, lang: &str, kind: &str) -> Pa
         .stdout_has(&format!("plugin `{name}` in `{name}`"));
     let project = dir.join(name);
     build(&project).expect_code(0);
-    let wasm = project.join(format!("{name}.wasm"));
-    let mut check = Pilot::start(&["plugin".as_ref(), "check".as_ref(), wasm.as_os_str()]);
-    let code = check.wait_exit(Duration::from_secs(300)).code();
-    let report = format!("{}\n{}", check.stdout_text(), check.stderr_text());
-    if kind == "control" && matches!(lang, "c" | "js") {
-        // Their `GET /` lists the processes, so the check (which grants nothing) sees exactly one
-        // ungranted control call; every smoke call still succeeds.
-        assert_eq!(code, Some(1), "{lang} {kind}: {report}");
-        assert!(
-            report.contains("1 finding")
-                && report.contains("tried the control call `processes`")
-                && report.contains("`GET /`: HTTP 403")
-                && !report.contains("FAIL"),
-            "{lang} {kind}: {report}"
-        );
+    // The command README.md gives: in the project folder, which reads `plugin-check.yaml` beside
+    // the `.wasm` (every ready and control project but JavaScript's ready one has one).
+    let wasm = format!("{name}.wasm");
+    let check = run_within(
+        pilot_host()
+            .current_dir(&project)
+            .args(["plugin", "check", "--json", &wasm]),
+        Duration::from_secs(300),
+    );
+    let report: serde_json::Value = serde_json::from_str(&check.stdout)
+        .unwrap_or_else(|e| panic!("{lang} {kind}: not JSON ({e}): {check:?}"));
+    assert_eq!(
+        (check.code, &report["findings_total"]),
+        (0, &serde_json::json!(0)),
+        "{lang} {kind}: {}\n{}",
+        check.stdout,
+        check.stderr
+    );
+    let calls = report["reports"][0]["calls"].as_array().unwrap();
+    let spec_calls = calls.iter().filter(|c| c["source"] == "spec").count();
+    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("pilot-host plugin check {wasm} ")),
+        "{readme}"
+    );
+    if kind == "control" || (kind == "ready" && lang != "js") {
+        assert!(spec_calls >= 2, "{lang} {kind}: plugin-check.yaml was not run: {calls:?}");
     } else {
-        assert_eq!(code, Some(0), "{lang} {kind}: {report}");
+        assert_eq!(spec_calls, 0, "{lang} {kind}: {calls:?}");
     }
     let manifest = project.join("manifest.yaml");
     let mut validate = Pilot::start(&[
@@ -187,7 +199,8 @@ fn a_new_c_plugin_builds_and_passes_the_check() {
     every_kind("c", &["ready", "hook", "stats"]);
 }
 
-/// C and JavaScript control projects: built, checked, and serving `GET /` (the processes as JSON)
+/// C and JavaScript control projects: built, passing `plugin check` with their `plugin-check.yaml`
+/// (which grants `read`), and serving `GET /` (the processes as JSON)
 /// through `pilot-host run` and `ctl plugin`.
 #[test]
 fn a_new_c_and_javascript_control_plugin_serves_its_processes() {
