@@ -13,6 +13,7 @@
 #     PILOT_ADAPTER=<this folder>/wasi_snapshot_preview1.reactor.wasm
 #     CFLAGS="-O2"                       extra flags for clang
 #     PILOT_WORLD=pilot-plugin           or `pilot-control` for a control plugin (pilot_control_sdk.h;
+#                                        pilot_control_sdk.c and pilot_control_http.c are built in;
 #                                        its WIT folder needs control.wit and deps/)
 set -eu
 
@@ -27,8 +28,9 @@ wit=${PILOT_WIT:-$here/wit}
 adapter=${PILOT_ADAPTER:-$here/wasi_snapshot_preview1.reactor.wasm}
 world=${PILOT_WORLD:-pilot-plugin}
 case $world in
-    pilot-plugin) sdk=pilot_plugin_sdk.c gen=pilot_plugin ;;
-    pilot-control) sdk=pilot_control_sdk.c gen=pilot_control ;;
+    # The world's SDK sources join the plugin's.
+    pilot-plugin) set -- "$@" "$here/pilot_plugin_sdk.c"; gen=pilot_plugin ;;
+    pilot-control) set -- "$@" "$here/pilot_control_sdk.c" "$here/pilot_control_http.c"; gen=pilot_control ;;
     *) echo "$0: PILOT_WORLD is \`$world\`; use \`pilot-plugin\` or \`pilot-control\`" >&2; exit 2 ;;
 esac
 for tool in "${WIT_BINDGEN:-wit-bindgen}" "${WASM_TOOLS:-wasm-tools}" "${CC:-clang}"; do
@@ -46,7 +48,7 @@ trap 'rm -rf "$work"' EXIT
 "${CC:-clang}" --target=wasm32-wasi --sysroot="${WASI_SYSROOT:-/usr}" -mexec-model=reactor \
     ${CFLAGS:--O2} -Wall -Wextra -Wno-unused-parameter -I "$work/gen" -I "$here" \
     -o "$work/core.wasm" \
-    "$@" "$here/$sdk" "$here/pilot_common.c" "$here/pilot_json.c" \
+    "$@" "$here/pilot_common.c" "$here/pilot_json.c" \
     "$work/gen/$gen.c" "$work/gen/${gen}_component_type.o"
 "${WASM_TOOLS:-wasm-tools}" component new "$work/core.wasm" \
     --adapt "wasi_snapshot_preview1=$adapter" -o "$out"

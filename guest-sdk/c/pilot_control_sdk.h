@@ -162,6 +162,40 @@ void pilot_buf_json_string(pilot_buf_t *buf, const char *text);
 const char *pilot_buf_str(const pilot_buf_t *buf);
 void pilot_buf_free(pilot_buf_t *buf);
 
+/* ---- outgoing HTTP (pilot_control_http.c) ---- */
+
+/* The answer to an outgoing request; free it with pilot_http_response_free(). */
+typedef struct {
+    uint16_t status;
+    pilot_header_t *headers; /* lowercase names, as received */
+    size_t headers_len;
+    char *body;              /* NUL-terminated, never NULL (it may hold NULs: use body_len) */
+    size_t body_len;
+} pilot_http_response_t;
+
+/* Sends `method` `url` (http:// or https://) with `headers` (an array ended by {NULL, NULL}, or
+ * NULL) and `body` (text, or NULL for none; `content-length` is set for it), and waits for the
+ * whole answer (at most 4 MiB). The host sends only to hosts in `plugins.<name>.grants.http` and
+ * caps each wait at 5 s; the plugin's call deadline bounds the rest.
+ *
+ *     pilot_http_response_t answer;
+ *     pilot_header_t json[] = {{"content-type", "application/json"}, {NULL, NULL}};
+ *     PILOT_TRY(pilot_http_send("POST", "http://127.0.0.1:9000/hook", json, "{\"text\": \"hi\"}",
+ *                               &answer));
+ *     pilot_log(PILOT_LOG_INFO, "the hook answered %u", answer.status);
+ *     pilot_http_response_free(&answer);
+ *
+ * Returns PILOT_OK for any status; PILOT_ERR_DENIED when the host is not granted (the message
+ * starts with `HTTP-request-denied` and names the grant to add); PILOT_ERR_INVALID_CONFIG for a bad
+ * URL or header; PILOT_ERR_UNAVAILABLE when the request fails, the message starting with the
+ * wasi:http error code (`connection-refused`, `HTTP-response-timeout`, ...). On an error `response`
+ * is left empty. */
+pilot_result_t pilot_http_send(const char *method, const char *url, const pilot_header_t *headers,
+                               const char *body, pilot_http_response_t *response);
+/* Returns the first value of the answer's header `name` (case-insensitive), or NULL. */
+const char *pilot_http_response_header(const pilot_http_response_t *response, const char *name);
+void pilot_http_response_free(pilot_http_response_t *response);
+
 /* ---- events ---- */
 
 /* The kinds of supervisor events. */

@@ -128,7 +128,7 @@ const C_SDK: [(&str, &str); 7] = [
 ];
 
 /// The C SDK's control part (the `pilot-control` world), for control projects.
-const C_CONTROL_SDK: [(&str, &str); 2] = [
+const C_CONTROL_SDK: [(&str, &str); 3] = [
     (
         "sdk/pilot_control_sdk.h",
         include_str!("../../../guest-sdk/c/pilot_control_sdk.h"),
@@ -136,6 +136,10 @@ const C_CONTROL_SDK: [(&str, &str); 2] = [
     (
         "sdk/pilot_control_sdk.c",
         include_str!("../../../guest-sdk/c/pilot_control_sdk.c"),
+    ),
+    (
+        "sdk/pilot_control_http.c",
+        include_str!("../../../guest-sdk/c/pilot_control_http.c"),
     ),
 ];
 
