@@ -21,15 +21,20 @@
 // `fetch-event` features off: the SDK serves wasi:http/incoming-handler itself over the
 // wasi:http/types resources, because componentize-js 0.23's fetch event is bound to wasi:http 0.2.10
 // and this world exports 0.2.12). Each request runs on a fresh instance; events and ticks go, in order,
-// to one long-lived instance. Control calls throw `Denied`, `UnknownProcess` or `Refused`; throw
-// `InvalidConfig`, `Unavailable` or `Failed` (from pilot_sdk.js, re-exported) for the plugin's own
-// errors; any other exception in a handler answers 500 with its message.
+// to one long-lived instance. `httpSend({ method, url, headers, body })` sends a request to a host
+// granted in `plugins.<name>.grants.http` and returns `{ status, headers, body }`; it throws
+// `HttpError` (its `code` is `HTTP-request-denied` for a host not granted). Control calls throw
+// `Denied`, `UnknownProcess` or `Refused`; throw `InvalidConfig`, `Unavailable` or `Failed` (from
+// pilot_sdk.js, re-exported) for the plugin's own errors. An exception a handler lets through answers
+// 403 (`Denied`, or an `HttpError` whose host is not granted), 409 (another control error), 502
+// (another `HttpError`) or 500, with its message.
 
 import * as wit from 'pilot:plugin/control@0.1.1';
+import { handle as sendRequest } from 'wasi:http/outgoing-handler@0.2.12';
 import {
-  Fields, IncomingBody, OutgoingBody, OutgoingResponse, ResponseOutparam,
+  Fields, IncomingBody, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam,
 } from 'wasi:http/types@0.2.12';
-import { Params, InvalidConfig, PluginError } from './pilot_sdk.js';
+import { Params, InvalidConfig, PluginError, Unavailable } from './pilot_sdk.js';
 
 export { log, Params, PluginError, InvalidConfig, Unavailable, Failed } from './pilot_sdk.js';
 
@@ -133,7 +138,7 @@ function readBody(incoming) {
         throw e;
       }
       size += chunk.length;
-      if (size > MAX_BODY) throw new Error(`the request body is larger than ${MAX_BODY >> 20} MiB`);
+      if (size > MAX_BODY) throw new Error(`the body is larger than ${MAX_BODY >> 20} MiB`);
       chunks.push(chunk);
     }
   } finally {
@@ -150,6 +155,8 @@ const METHODS = {
   get: 'GET', head: 'HEAD', post: 'POST', put: 'PUT', delete: 'DELETE', connect: 'CONNECT',
   options: 'OPTIONS', trace: 'TRACE', patch: 'PATCH',
 };
+
+const METHOD_TAGS = Object.fromEntries(Object.entries(METHODS).map(([tag, name]) => [name, tag]));
 
 function readRequest(incoming) {
   const method = incoming.method();
@@ -208,6 +215,122 @@ function sendResponse(out, answer) {
   }
 }
 
+/**
+ * An outgoing request failed; `code` is the wasi:http error code (`HTTP-request-denied` when the host
+ * is not in `plugins.<name>.grants.http`, `connection-refused`, `HTTP-response-timeout`, ...).
+ */
+export class HttpError extends Error {
+  constructor(code, message) {
+    super(`${code}: ${message}`);
+    this.code = code;
+  }
+}
+
+let pluginName = () => '<name>';
+
+function splitUrl(url) {
+  const m = /^(https?):\/\/([^/?]+)(.*)$/i.exec(url);
+  if (!m) {
+    throw new InvalidConfig(`\`${url}\` is not an http:// or https:// URL with a host (e.g. \`http://127.0.0.1:9000/hook\`)`);
+  }
+  const path = m[3] || '/';
+  return { scheme: { tag: m[1].toUpperCase() }, authority: m[2], path: path.startsWith('/') ? path : `/${path}` };
+}
+
+function httpError(e, what, authority) {
+  const code = (e?.payload ?? e)?.tag;
+  if (typeof code !== 'string') throw e;
+  if (code === 'HTTP-request-denied') {
+    return new HttpError(code, `${what}: the host \`${authority}\` is not in \`plugins.${pluginName()}.grants.http\`; add it there to send to it`);
+  }
+  const detail = (e?.payload ?? e)?.val;
+  return new HttpError(code, `${what} failed${typeof detail === 'string' ? `: ${detail}` : ''}`);
+}
+
+/**
+ * Sends a request to a host granted in `plugins.<name>.grants.http` and returns the whole answer
+ * (at most 4 MiB) as `{ status, headers, body, bytes, json() }`: `headers` maps lowercase names to
+ * their first value, `body` is the text, `bytes` a Uint8Array. `body` to send is a string, a
+ * Uint8Array, or a value sent as JSON. Throws `HttpError` (with its `code`) when the request fails,
+ * `InvalidConfig` for a bad URL or header. The host caps each wait at 5 s.
+ *
+ *     const answer = pilot.httpSend({ method: 'POST', url: 'http://127.0.0.1:9000/hook', body: { text: 'hi' } });
+ */
+export function httpSend({ method = 'GET', url, headers = {}, body } = {}) {
+  const { scheme, authority, path } = splitUrl(String(url));
+  const verb = String(method).toUpperCase();
+  const what = `${verb} ${url}`;
+  const bytes = bodyBytes(body);
+  const pairs = Object.entries(headers)
+    .filter(([k]) => k.toLowerCase() !== 'content-length')
+    .map(([k, v]) => [k.toLowerCase(), encoder.encode(String(v))]);
+  const json = body !== undefined && body !== null && typeof body !== 'string' && !(body instanceof Uint8Array);
+  if (json && !pairs.some(([k]) => k === 'content-type')) pairs.push(['content-type', encoder.encode('application/json')]);
+  // A length, not chunks: simple webhook receivers read `content-length` only.
+  if (bytes.length || !['GET', 'HEAD'].includes(verb)) pairs.push(['content-length', encoder.encode(String(bytes.length))]);
+  let fields;
+  try {
+    fields = Fields.fromList(pairs);
+  } catch (e) {
+    throw new InvalidConfig(`a header of ${what} is ${(e?.payload ?? e)?.tag ?? 'invalid'}; use lowercase names of letters, digits and \`-\`, and leave out \`host\`, \`connection\` and the like`);
+  }
+  const request = new OutgoingRequest(fields);
+  request.setMethod(METHOD_TAGS[verb] ? { tag: METHOD_TAGS[verb] } : { tag: 'other', val: verb });
+  request.setScheme(scheme);
+  request.setAuthority(authority);
+  request.setPathWithQuery(path);
+  const out = request.body();
+  let pending;
+  try {
+    pending = sendRequest(request, undefined);
+  } catch (e) {
+    dispose(out);
+    throw httpError(e, what, authority);
+  }
+  let wrote = null;
+  const stream = out.write();
+  try {
+    for (let at = 0; at < bytes.length; at += 4096) stream.blockingWriteAndFlush(bytes.subarray(at, at + 4096));
+  } catch (e) {
+    wrote = e;
+  } finally {
+    dispose(stream);
+  }
+  try { OutgoingBody.finish(out, undefined); } catch (e) { wrote ??= e; }
+  let got;
+  while ((got = pending.get()) === undefined) {
+    const ready = pending.subscribe();
+    ready.block();
+    dispose(ready);
+  }
+  dispose(pending);
+  // A refused request closes the body at once: its own error says more than the write's.
+  if (got.tag === 'err') throw new HttpError('internal-error', `${what}: the answer was already taken`);
+  if (got.val.tag === 'err') throw httpError(got.val.val, what, authority);
+  const response = got.val.val;
+  if (wrote) {
+    dispose(response);
+    throw new HttpError('HTTP-request-body-size', `${what}: the body could not be sent whole`);
+  }
+  const status = response.status();
+  const answerFields = response.headers();
+  const answerHeaders = {};
+  for (const [name, value] of answerFields.entries()) {
+    if (!(name in answerHeaders)) answerHeaders[name] = decoder.decode(value);
+  }
+  dispose(answerFields);
+  let data;
+  try {
+    data = readBody(response);
+  } catch (e) {
+    throw new HttpError('HTTP-response-body-size', `${what}: answered ${status}, but ${e?.message ?? e}`);
+  } finally {
+    dispose(response);
+  }
+  const text = decoder.decode(data);
+  return { status, headers: answerHeaders, body: text, bytes: data, json() { return JSON.parse(text || 'null'); } };
+}
+
 function event(e) {
   let data = {};
   try { data = JSON.parse(e.json); } catch { /* the host sends JSON */ }
@@ -217,6 +340,7 @@ function event(e) {
 function asPluginError(e) {
   if (e instanceof PluginError) return e;
   if (e instanceof ControlError) return new PluginError(`${e.kind}: ${e.message}`);
+  if (e instanceof HttpError) return new Unavailable(e.message);
   return e;
 }
 
@@ -227,6 +351,7 @@ function asPluginError(e) {
 export function exportControl(PluginClass) {
   let plugin = null;
   const get = () => (plugin ??= new PluginClass());
+  pluginName = () => String(get().describe().name);
   const controlPlugin = {
     describe() {
       const d = get().describe();
@@ -254,7 +379,8 @@ export function exportControl(PluginClass) {
       try {
         answer = await get().handle(readRequest(incoming));
       } catch (e) {
-        const status = e instanceof Denied ? 403 : e instanceof ControlError ? 409 : 500;
+        const status = e instanceof Denied || e?.code === 'HTTP-request-denied' ? 403
+          : e instanceof ControlError ? 409 : e instanceof HttpError ? 502 : 500;
         answer = text(status, `${e?.message ?? e}\n`);
       }
       dispose(incoming);
