@@ -1,5 +1,5 @@
-//! Builds the plugins written in C, Python and JavaScript (examples and hostile test plugins) into
-//! `target/plugins/{examples,hostile}/`, with the toolchains of [`crate::toolchains`]. A component
+//! Builds the plugins written in C, Python and JavaScript (examples, hostile and control test plugins)
+//! into `target/plugins/{examples,hostile,control}/`, with the toolchains of [`crate::toolchains`]. A component
 //! newer than every file it is built from (its folder, its language's SDK, the WIT) is left alone.
 
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ struct Guest {
     world: &'static str,
 }
 
-const GUESTS: [Guest; 7] = [
+const GUESTS: [Guest; 9] = [
     Guest {
         lang: Lang::C,
         dir: "example-plugins/pidfile-ready",
@@ -97,6 +97,22 @@ const GUESTS: [Guest; 7] = [
         name: "hostile-js",
         group: "hostile",
         world: "pilot-plugin",
+    },
+    Guest {
+        lang: Lang::C,
+        dir: "tests/plugins/control-c",
+        entry: "control_c.c",
+        name: "control-c",
+        group: "control",
+        world: "pilot-control",
+    },
+    Guest {
+        lang: Lang::Js,
+        dir: "tests/plugins/control-js",
+        entry: "plugin.js",
+        name: "control-js",
+        group: "control",
+        world: "pilot-control",
     },
 ];
 
@@ -161,6 +177,7 @@ fn build_command(tools: &Toolchains, guest: &Guest, out: &Path) -> Command {
                 .env("WIT_BINDGEN", tools.wit_bindgen())
                 .env("WASM_TOOLS", tools.wasm_tools())
                 .env("PILOT_WIT", &wit)
+                .env("PILOT_WORLD", guest.world)
                 .env("PILOT_ADAPTER", tools.adapter());
             cmd
         }
@@ -179,6 +196,7 @@ fn build_command(tools: &Toolchains, guest: &Guest, out: &Path) -> Command {
         Lang::Js => {
             let mut cmd = Command::new("node");
             cmd.arg(sdk.join("build.mjs"))
+                .args(["--world", guest.world])
                 .arg("--wit")
                 .arg(&wit)
                 .arg("--out")

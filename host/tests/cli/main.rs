@@ -10,6 +10,7 @@ mod control_access;
 mod control_compat;
 mod control_limits;
 mod control_plugins;
+mod control_plugins_sdks;
 mod controlkit;
 mod ctl;
 mod dashboard;

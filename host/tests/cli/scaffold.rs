@@ -117,7 +117,10 @@ fn scaffold_build_check(dir: &Scratch, name: &str, lang: &str, kind: &str) -> Pa
         "{readme}"
     );
     if kind == "control" || (kind == "ready" && lang != "js") {
-        assert!(spec_calls >= 2, "{lang} {kind}: plugin-check.yaml was not run: {calls:?}");
+        assert!(
+            spec_calls >= 2,
+            "{lang} {kind}: plugin-check.yaml was not run: {calls:?}"
+        );
     } else {
         assert_eq!(spec_calls, 0, "{lang} {kind}: {calls:?}");
     }
