@@ -237,4 +237,38 @@ mod tests {
         let long = "a".repeat(65);
         assert!(check_name(&long).is_err());
     }
+
+    /// Every control project's `plugin-check.yaml` is a valid control spec for it that grants the
+    /// `read` its handler needs; the C one carries the SDK's outgoing HTTP source.
+    #[test]
+    fn control_projects_carry_a_valid_spec_granting_read() {
+        let dir = tempfile::tempdir().unwrap();
+        for lang in [Lang::Rust, Lang::C, Lang::Python, Lang::Js] {
+            let project = files::project("my-ops", lang, Kind::Control);
+            let file = |path: &str| {
+                project
+                    .files
+                    .iter()
+                    .find(|f| f.path == path)
+                    .unwrap_or_else(|| panic!("{lang:?}: no {path}"))
+            };
+            let spec = dir.path().join(format!("{lang:?}.yaml"));
+            std::fs::write(&spec, &file("plugin-check.yaml").contents).unwrap();
+            let text = std::fs::read_to_string(&spec).unwrap();
+            assert!(
+                text.contains("plugin: my-ops\n") && text.contains("grants: { control: [read] }"),
+                "{lang:?}: {text}"
+            );
+            crate::plugin::check::spec::Spec::read(&spec)
+                .unwrap_or_else(|e| panic!("{lang:?}: {e}\n{text}"));
+            let readme = String::from_utf8_lossy(&file("README.md").contents).into_owned();
+            assert!(
+                readme.contains("pilot-host plugin check my-ops.wasm "),
+                "{lang:?}: {readme}"
+            );
+            if lang == Lang::C {
+                file("sdk/pilot_control_http.c");
+            }
+        }
+    }
 }
