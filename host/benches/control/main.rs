@@ -271,12 +271,26 @@ async fn library_restarts(env: &Env, reps: usize) -> Vec<f64> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // Other arguments filter by name, as criterion's do (`cargo bench --bench control -- plugin`).
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
     let env = Env::new();
     println!("| what | pilot-host median (min–max) | baseline in the same run | ratio |");
     println!("| --- | --- | --- | --- |");
-    round_trip(&env, if quick { 10 } else { 30 }).await;
-    load::status_under_200_clients(&env, if quick { 10 } else { 40 }).await;
-    load::restart_under_load(&env, if quick { 2 } else { 4 }).await;
-    plugin_requests(&env, if quick { 200 } else { 1000 }).await;
+    if run("round_trip") {
+        round_trip(&env, if quick { 10 } else { 30 }).await;
+    }
+    if run("status_under_200_clients") {
+        load::status_under_200_clients(&env, if quick { 10 } else { 40 }).await;
+    }
+    if run("restart_under_load") {
+        load::restart_under_load(&env, if quick { 2 } else { 4 }).await;
+    }
+    if run("plugin_requests") {
+        plugin_requests(&env, if quick { 200 } else { 1000 }).await;
+    }
     let _ = std::fs::remove_dir_all(&env.scratch);
 }

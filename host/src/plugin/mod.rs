@@ -24,7 +24,6 @@ mod extensions;
 mod interface;
 pub mod load;
 mod log;
-mod memory;
 pub mod sandbox;
 mod set;
 mod store;

@@ -262,6 +262,10 @@ impl ControlPlugin {
 
     /// Serves one HTTP request on a fresh instance (the request's path is the part after the mount
     /// point), waiting at most [`ControlPlugin::deadline`] for the whole answer.
+    ///
+    /// The request crosses to the plugin threads once and its answer comes back once: the handler
+    /// runs, and its answer's body is read, on the plugin threads (at their priority), and the
+    /// instance is freed there after the answer has gone.
     pub async fn serve(self: &Arc<Self>, mut request: http::Request<Bytes>) -> Served {
         if self.quarantined() {
             return Served::Quarantined;
@@ -277,70 +281,94 @@ impl ControlPlugin {
             return Served::Busy;
         };
         let deadline = tokio::time::Instant::now() + self.deadline();
-        let (tx, rx) = oneshot::channel();
-        let (done_tx, done) = oneshot::channel();
+        let (answer_tx, answer_rx) = oneshot::channel();
         let me = self.clone();
         let started = self.engine.threads.spawn(async move {
-            let result = me.handle(request, tx).await;
-            me.settle("HTTP request", &result);
-            let _ = done_tx.send(result);
+            me.answer(request, answer_tx).await;
             drop(permit);
         });
         if !started {
             return Served::Failed("the plugin threads are shut down".into());
         }
-        let answer = match tokio::time::timeout_at(deadline, rx).await {
-            Err(_) => return Served::Timeout(self.deadline()),
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => {
-                // The instance ended without answering: say why.
-                return match done.await {
-                    Ok(Err(CallError::Timeout(_) | CallError::Interrupted(_))) => {
-                        Served::Timeout(self.deadline())
-                    }
-                    Ok(Err(e)) => Served::Failed(e.to_string()),
-                    _ => Served::Failed("it returned without setting a response".into()),
-                };
-            }
-        };
-        let response = match answer {
-            Ok(response) => response,
-            Err(code) => return Served::Failed(format!("it answered with the error {code:?}")),
-        };
-        let (parts, body) = response.into_parts();
-        let limited = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES);
-        let body = match tokio::time::timeout_at(deadline, limited.collect()).await {
-            Err(_) => return Served::Timeout(self.deadline()),
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(e))
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return Served::TooLarge
-            }
-            Ok(Err(e)) => return Served::Failed(format!("its answer's body failed: {e}")),
-        };
-        // A body cut short by a handler stopped at its deadline (or trapping) is no answer: only a
-        // handler that returned has said all it meant to.
-        match tokio::time::timeout_at(deadline, done).await {
-            Ok(Ok(Ok(()))) => Served::Answer(http::Response::from_parts(parts, body)),
-            Ok(Ok(Err(CallError::Timeout(_) | CallError::Interrupted(_)))) | Err(_) => {
-                Served::Timeout(self.deadline())
-            }
-            Ok(Ok(Err(e))) => Served::Failed(e.to_string()),
+        let r = tokio::time::timeout_at(deadline, answer_rx).await;
+        match r {
+            Ok(Ok(served)) => served,
+            Err(_) => Served::Timeout(self.deadline()),
             Ok(Err(_)) => Served::Failed("its instance ended without a result".into()),
         }
     }
 
-    /// Makes a fresh instance and calls its handler with `request`, answering through `tx`.
+    /// Runs the handler on a fresh instance while reading its answer, and sends `to` how the request
+    /// ended as soon as that is known: an answer only once the handler has returned (a body cut short
+    /// by a handler stopped at its deadline, or trapping, is no answer), a body past the cap at once.
+    async fn answer(&self, request: http::Request<Bytes>, to: oneshot::Sender<Served>) {
+        let mut to = Some(to);
+        let mut send = |served: Served| {
+            if let Some(to) = to.take() {
+                let _ = to.send(served);
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        let mut instance = None;
+        let read = read_answer(rx);
+        tokio::pin!(read);
+        let mut answer = None;
+        let result = {
+            let handled = self.handle(request, tx, &mut instance);
+            tokio::pin!(handled);
+            loop {
+                tokio::select! {
+                    biased;
+                    result = &mut handled => break result,
+                    read = &mut read, if answer.is_none() => {
+                        // A failed answer (past the cap, cut off) is told at once.
+                        answer = Some(read.map_err(|failed| send(failed)));
+                    }
+                }
+            }
+        };
+        self.settle("HTTP request", &result);
+        match result {
+            Ok(()) => {
+                let answer = match answer {
+                    Some(answer) => answer,
+                    // A handler that returned has written all it will; if its answer is not complete
+                    // now, freeing the instance closes it and says why.
+                    None => {
+                        let read = match futures_util::FutureExt::now_or_never(&mut read) {
+                            Some(read) => read,
+                            None => {
+                                drop(instance.take());
+                                read.await
+                            }
+                        };
+                        read.map_err(|failed| send(failed))
+                    }
+                };
+                if let Ok(response) = answer {
+                    send(Served::Answer(response));
+                }
+            }
+            Err(CallError::Timeout(_) | CallError::Interrupted(_)) => {
+                send(Served::Timeout(self.deadline()))
+            }
+            Err(e) => send(Served::Failed(e.to_string())),
+        }
+        // The instance is freed after the answer has gone: no part of the request's time.
+        drop(instance);
+    }
+
+    /// Makes a fresh instance (kept in `instance`) and calls its handler with `request`, answering
+    /// through `tx`.
     async fn handle(
         &self,
         request: http::Request<Bytes>,
         tx: oneshot::Sender<
             Result<http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>,
         >,
+        instance: &mut Option<Live>,
     ) -> Result<(), CallError> {
-        let (mut live, _) = self.instance().await?;
+        let live = instance.insert(self.instance().await?.0);
         let setup_error =
             |e: wasmtime::Error| CallError::Trap(format!("cannot pass the request: {e:#}"));
         let body = http_body_util::Full::new(request.body().clone()).map_err(
@@ -362,7 +390,7 @@ impl ControlPlugin {
             .http()
             .new_response_outparam(tx)
             .map_err(setup_error)?;
-        self.call(&mut live, |b, store| {
+        self.call(live, |b, store| {
             Box::pin(
                 b.wasi_http_incoming_handler()
                     .call_handle(store, incoming, out),
@@ -404,6 +432,41 @@ impl ControlPlugin {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
         }
+    }
+}
+
+/// Reads the answer a handler sets, its body capped at [`MAX_RESPONSE_BYTES`].
+async fn read_answer(
+    rx: oneshot::Receiver<
+        Result<http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>,
+    >,
+) -> Result<http::Response<Bytes>, Served> {
+    let response = match rx.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(code)) => {
+            return Err(Served::Failed(format!(
+                "it answered with the error {code:?}"
+            )))
+        }
+        Err(_) => {
+            return Err(Served::Failed(
+                "it returned without setting a response".into(),
+            ))
+        }
+    };
+    let (parts, body) = response.into_parts();
+    match http_body_util::Limited::new(body, MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(http::Response::from_parts(parts, collected.to_bytes())),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(Served::TooLarge)
+        }
+        Err(e) => Err(Served::Failed(format!("its answer's body failed: {e}"))),
     }
 }
 
