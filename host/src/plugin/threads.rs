@@ -17,6 +17,14 @@ use std::sync::{Arc, Mutex};
 /// Measured with the hostile scenario: at nice 0 the crash loop kept 0.92x of its calm restarts, at 10
 /// 0.99x; 19 was no better than 10 and leaves plugins little on a busy machine; SCHED_IDLE made it
 /// worse (0.88x): a starved plugin thread can hold the memory-map lock that the supervisor's fork needs.
+/// Measured again with the pooling allocator and spawns by `clone(CLONE_VM)`, on the mixed scenario
+/// (nine hostile ready checks, a spinning and a storming control plugin under request load; 3 runs of
+/// 8 s each, paired with calm runs): restarts 1.00x of calm at nice 10, 19 and SCHED_IDLE alike;
+/// hand-off 1.11x to 1.31x calm at 10 (four runs), 0.98x to 1.12x at SCHED_IDLE (three), 1.23x at 19.
+/// SCHED_IDLE gains a little hand-off but starves plugins behind any busy child: beside two
+/// CPU-bound children, requests to a trivial control plugin took a median of 0.17 ms in one run and
+/// 140 ms (max 446 ms) in the next at SCHED_IDLE, 0.19 ms and 1.06 ms (max 7.8 ms) at nice 10. So
+/// plugins keep a bounded share at nice 10.
 pub const PLUGIN_NICE: i32 = 10;
 
 /// Returns how many worker threads run plugin code: half the CPUs, at least one, unless

@@ -15,11 +15,14 @@
 //!   second, and the RSS each supervised process adds;
 //! - (e) stop of 20 children that ignore SIGTERM, with a 1 s timeout; stop of 1000 children;
 //! - (k) the control plane: `ctl restart` round trip against the library call, `GET /v1/processes`
-//!   under 200 concurrent clients against a bare hyper server, and restart latency under control-plane
-//!   load against quiet (`cargo bench -p pilot-host --bench control`);
+//!   under 200 concurrent clients against a bare hyper server, restart latency under control-plane
+//!   load against quiet, and a request to a trivial control plugin against a built-in route
+//!   (`cargo bench -p pilot-host --bench control`);
 //! - (p) the plugin runtime (`cargo bench -p pilot-host --bench plugins`);
-//! - (h) a tcp chain and a crash loop beside nine hostile plugins, against a calm run
-//!   (`host/benches/scenario.rs`, about two minutes).
+//! - (h) a tcp chain and a crash loop beside nine hostile plugins, then beside them and two hostile
+//!   control plugins under request load, against a calm run; and 100 crash loops with ten control
+//!   plugins tallying every event, against the same without plugins (`host/benches/scenario.rs`,
+//!   about six minutes).
 
 mod cases;
 mod procs;

@@ -79,6 +79,9 @@ pub struct ControlPlugin {
     requests: Arc<Semaphore>,
     /// What its events instance asked for at `init` (set once started).
     pub(super) setup: std::sync::Mutex<Option<Setup>>,
+    /// A fresh instance, `init`ed and never used, made after a request was answered so that the next
+    /// request does not wait for one.
+    spare: std::sync::Mutex<Option<Live>>,
 }
 
 /// What a control plugin is made of.
@@ -128,6 +131,41 @@ impl ControlPlugin {
         }))
     }
 
+    /// Builds `loaded` under `settings` with no supervisor behind its control calls and no events:
+    /// what the plugins benchmark makes instances of.
+    pub async fn detached(
+        host: &PluginHost,
+        loaded: &super::LoadedControl,
+        settings: crate::manifest::PluginSettings,
+    ) -> Result<ControlPlugin, String> {
+        let name = loaded.description.name.clone();
+        let http = settings.grants.http.clone();
+        let control = settings.grants.control.clone();
+        let grants = tokio::task::spawn_blocking(move || Grants::resolve(settings, None))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ControlPlugin::new(Parts {
+            engine: host.engine.clone(),
+            pre: loaded.pre.clone(),
+            description: loaded.description.clone(),
+            file: loaded.file.display().to_string(),
+            grants,
+            access: ControlAccess::new(&name, control, Default::default(), no_events(), None),
+            outgoing: OutgoingGrants::new(&name, http, no_events(), None),
+            events: no_events(),
+        }))
+    }
+
+    /// Makes a fresh instance and `init`s it, as every request does, then frees it (a request frees
+    /// its instance after the answer has gone); returns how long the making took.
+    pub async fn time_fresh_instance(&self) -> Result<Duration, String> {
+        let started = std::time::Instant::now();
+        let made = self.instance().await.map_err(|e| e.to_string())?;
+        let took = started.elapsed();
+        drop(made);
+        Ok(took)
+    }
+
     /// Builds the plugin from its parts; no instance exists yet.
     pub(super) fn new(p: Parts) -> ControlPlugin {
         let settings = p.grants.settings.clone();
@@ -156,6 +194,7 @@ impl ControlPlugin {
             failures: AtomicU32::new(0),
             requests: Arc::new(Semaphore::new(MAX_REQUESTS)),
             setup: std::sync::Mutex::new(None),
+            spare: std::sync::Mutex::new(None),
         }
     }
 
@@ -284,8 +323,11 @@ impl ControlPlugin {
         let (answer_tx, answer_rx) = oneshot::channel();
         let me = self.clone();
         let started = self.engine.threads.spawn(async move {
-            me.answer(request, answer_tx).await;
+            let answered = me.answer(request, answer_tx).await;
             drop(permit);
+            if answered {
+                me.make_spare().await;
+            }
         });
         if !started {
             return Served::Failed("the plugin threads are shut down".into());
@@ -298,10 +340,28 @@ impl ControlPlugin {
         }
     }
 
+    /// Makes the next request's fresh instance now, off its path, unless one is waiting or the plugin
+    /// is quarantined; a failure is left for that request to meet and report.
+    async fn make_spare(&self) {
+        let waiting = || {
+            self.spare
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+        };
+        if self.quarantined() || waiting() {
+            return;
+        }
+        if let Ok((live, _)) = self.instance().await {
+            *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(live);
+        }
+    }
+
     /// Runs the handler on a fresh instance while reading its answer, and sends `to` how the request
     /// ended as soon as that is known: an answer only once the handler has returned (a body cut short
     /// by a handler stopped at its deadline, or trapping, is no answer), a body past the cap at once.
-    async fn answer(&self, request: http::Request<Bytes>, to: oneshot::Sender<Served>) {
+    /// Returns whether the handler returned.
+    async fn answer(&self, request: http::Request<Bytes>, to: oneshot::Sender<Served>) -> bool {
         let mut to = Some(to);
         let mut send = |served: Served| {
             if let Some(to) = to.take() {
@@ -322,12 +382,13 @@ impl ControlPlugin {
                     result = &mut handled => break result,
                     read = &mut read, if answer.is_none() => {
                         // A failed answer (past the cap, cut off) is told at once.
-                        answer = Some(read.map_err(|failed| send(failed)));
+                        answer = Some(read.map_err(&mut send));
                     }
                 }
             }
         };
         self.settle("HTTP request", &result);
+        let returned = result.is_ok();
         match result {
             Ok(()) => {
                 let answer = match answer {
@@ -342,7 +403,7 @@ impl ControlPlugin {
                                 read.await
                             }
                         };
-                        read.map_err(|failed| send(failed))
+                        read.map_err(&mut send)
                     }
                 };
                 if let Ok(response) = answer {
@@ -356,10 +417,11 @@ impl ControlPlugin {
         }
         // The instance is freed after the answer has gone: no part of the request's time.
         drop(instance);
+        returned
     }
 
-    /// Makes a fresh instance (kept in `instance`) and calls its handler with `request`, answering
-    /// through `tx`.
+    /// Takes the spare fresh instance or makes one (kept in `instance`) and calls its handler with
+    /// `request`, answering through `tx`.
     async fn handle(
         &self,
         request: http::Request<Bytes>,
@@ -368,7 +430,11 @@ impl ControlPlugin {
         >,
         instance: &mut Option<Live>,
     ) -> Result<(), CallError> {
-        let live = instance.insert(self.instance().await?.0);
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let live = instance.insert(match spare {
+            Some(live) => live,
+            None => self.instance().await?.0,
+        });
         let setup_error =
             |e: wasmtime::Error| CallError::Trap(format!("cannot pass the request: {e:#}"));
         let body = http_body_util::Full::new(request.body().clone()).map_err(

@@ -12,6 +12,9 @@
 //! Events (config `forward: URL`): every event of the kinds in `config.events` (default all) is posted
 //! to `URL` as its JSON. Config `storm: true`: every event restarts its process.
 //! Config `tick_ms`: ticks are posted to `forward` as `{"type": "tick"}`.
+//! Config `tally: URL`: counts the events it gets and the gaps in their sequence numbers, and posts
+//! `{"count", "gaps", "first", "last"}` to `URL` when the supervisor's `shutting-down` event arrives
+//! (the events benchmark's check that no event was lost).
 
 use pilot_plugin_sdk::control::{
     self, http, ControlDescription, ControlPlugin, Event, EventKind, Request, Response, Setup,
@@ -24,6 +27,16 @@ use serde_json::{json, Value};
 struct Probe {
     forward: Option<String>,
     storm: bool,
+    tally: Option<(String, Tally)>,
+}
+
+/// What a tallying probe counted.
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    gaps: u64,
+    first: Option<u64>,
+    last: u64,
 }
 
 const ALL: [EventKind; 10] = [
@@ -74,6 +87,9 @@ impl ControlPlugin for Probe {
         }
         self.forward = config["forward"].as_str().map(str::to_string);
         self.storm = config["storm"] == true;
+        self.tally = config["tally"]
+            .as_str()
+            .map(|url| (url.to_string(), Tally::default()));
         let events: Vec<EventKind> = match config["events"].as_array() {
             Some(list) => list
                 .iter()
@@ -89,6 +105,20 @@ impl ControlPlugin for Probe {
     }
 
     fn on_event(&mut self, event: &Event) -> Result<(), PluginError> {
+        if let Some((url, t)) = &mut self.tally {
+            t.count += 1;
+            if t.first.is_none() {
+                t.first = Some(event.seq);
+            } else if event.seq != t.last + 1 {
+                t.gaps += 1;
+            }
+            t.last = event.seq;
+            if event.kind == EventKind::ShuttingDown {
+                let body =
+                    json!({"count": t.count, "gaps": t.gaps, "first": t.first, "last": t.last});
+                http::post_json(url, &body).map_err(PluginError::unavailable)?;
+            }
+        }
         if self.storm {
             if let Some(p) = &event.process {
                 if let Err(e) = control::restart(&[p]) {
