@@ -10,7 +10,7 @@ mod table;
 mod target;
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -18,7 +18,6 @@ use hyper::{Method, StatusCode};
 
 pub use self::client::{read_events, Client, ClientError, Target};
 use crate::control::model::{ActionReply, ErrorBody, LogsReply, ProcessView};
-use crate::control::paths;
 
 /// Where to find the control server, and what to ask it.
 #[derive(Debug, Args)]
@@ -420,9 +419,4 @@ async fn stream(
     })
     .await
     .map_err(|e| Stop::Refused(format!("the {} ended the stream: {e}", client.target())))
-}
-
-/// Returns the socket `pilot-host run MANIFEST` listens on by default.
-pub fn socket_of(manifest: &Path) -> PathBuf {
-    paths::default_socket(manifest)
 }

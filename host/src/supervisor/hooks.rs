@@ -1,8 +1,11 @@
 //! Lifecycle hooks, called off the supervision path: one queue per process, run in order by a task of
 //! their own, so a slow hook never delays a process's reaction to a stop or to its child's exit.
 //!
-//! Only `pre_start` is waited for (a hook may prepare what the process needs), and only until a stop
-//! arrives: the caller gives up waiting, and the hook call itself is not cut off half-way.
+//! A process's run waits for `pre_start` before the spawn (a hook may prepare what the process needs),
+//! only until a stop arrives: the run gives up waiting, and the hook call itself is not cut off
+//! half-way. Its readiness checks begin once `post_start` ran. At the end of everything, pilot-host
+//! waits for every queue to drain (the last `on_shutdown` calls, each bounded by its plugin's
+//! limits) before it reports the end, beside the coordinator, which goes on answering requests.
 
 use std::sync::Arc;
 

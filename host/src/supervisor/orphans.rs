@@ -6,7 +6,6 @@
 //!
 //! Everything here reads `/proc` and is blocking: run it on a blocking thread.
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -162,15 +161,6 @@ fn describe(pid: u32) -> Option<Orphan> {
         pgid: stat.pgrp as i32,
         process: environ_value(pid, PROCESS_VAR),
     })
-}
-
-/// Groups orphans by the process they came from.
-pub fn by_process(orphans: Vec<Orphan>) -> BTreeMap<Option<String>, Vec<Orphan>> {
-    let mut map: BTreeMap<Option<String>, Vec<Orphan>> = BTreeMap::new();
-    for o in orphans {
-        map.entry(o.process.clone()).or_default().push(o);
-    }
-    map
 }
 
 /// Returns whether `pid` is still a live process.

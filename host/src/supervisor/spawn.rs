@@ -854,6 +854,10 @@ extern "C" fn child_main(raw: *mut libc::c_void) -> libc::c_int {
         )
     }
     .or_else(|_| {
+        // SAFETY: kernels before 5.9 have no CLOSE_RANGE_UNSHARE: unshare(CLONE_FILES) copies the
+        // table for this single-threaded child alone. The descriptors above `above` then stay open
+        // until the exec, which closes those marked close-on-exec (the standard library, tokio and
+        // nix open theirs so).
         unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) }.map(|()| 0)
     });
     if let Err(e) = own {

@@ -189,13 +189,6 @@ pub struct ProcessStatus {
     pub adopted: Vec<u32>,
 }
 
-impl ProcessStatus {
-    /// Returns seconds since the current run started, or 0.
-    pub fn uptime_sec(&self) -> f64 {
-        self.uptime_sec
-    }
-}
-
 /// Turns an instant of this process's clock into seconds since the Unix epoch.
 pub(super) fn unix_time(at: Instant) -> f64 {
     let now = SystemTime::now()

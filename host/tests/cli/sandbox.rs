@@ -299,22 +299,46 @@ fn plugin_code_runs_on_its_own_threads_at_a_lower_priority() {
     );
 }
 
-/// A plugin instance holding 48 MiB of linear memory (in the pooling allocator's slots) does not get in
-/// the way of starting a child: children are made with `clone(CLONE_VM)`, which shares our memory until
-/// the child execs instead of copying its page tables, so no `MADV_DONTFORK` is needed on plugin memory.
+/// A plugin instance holding 48 MiB of linear memory (in the pooling allocator's slots) is never
+/// copied when pilot-host starts a child: once its threads run, every clone pilot-host makes shares
+/// its memory (`CLONE_VM`: the child execs before anything is copied), traced with strace.
 #[test]
-fn a_process_starts_while_a_plugin_holds_48_mib() {
+fn plugin_memory_is_never_copied_when_pilot_host_starts_a_child() {
     let dir = Scratch::new("plugin-memory");
-    let pilot = Pilot::run_with_plugins(
-        &harness::manifest(
-            &dir,
-            "processes:\n  - { name: a, path: CHILD, lifecycle_hooks: [hold] }\n  - { name: b, path: CHILD, dependencies: [a] }\n",
-        ),
-        &probe_dir(&dir),
+    let trace = dir.join("clones.txt");
+    let manifest = harness::manifest(
+        &dir,
+        "processes:\n  - { name: a, path: CHILD, lifecycle_hooks: [hold], ready_strategy: slow, ready_params: { ms: 100 } }\n  - { name: b, path: CHILD, dependencies: [a] }\nplugins:\n  probe: { call_timeout_ms: 5000 }\n",
     );
+    let plugins = probe_dir(&dir);
+    let mut pilot = Pilot::start_wrapped(
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            trace.to_str().unwrap(),
+            "-e",
+            "trace=clone,clone3,fork,vfork",
+            "-e",
+            "signal=none",
+        ],
+        &[
+            "run".as_ref(),
+            manifest.as_os_str(),
+            "--plugins".as_ref(),
+            plugins.as_os_str(),
+        ],
+        &[],
+    );
+    // Killing strace would leave its tracees running: they are killed by their pids should an
+    // assertion fail.
+    let mut kill_on_drop = KillTreeOnDrop(Some(pilot.pid()));
     pilot.wait_log("probe: holding 48 MiB", SOON);
-    // The instance lives on, holding 48 MiB of linear memory (its pre_start and post_start calls).
-    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", pilot.pid())).unwrap();
+    // `b` is spawned once `a` is ready, whose checks begin after its post_start hook held the memory.
+    pilot.wait_log("b: started", SOON);
+    let host = harness::parent_of(pilot.pid_of("a")).unwrap();
+    let smaps = std::fs::read_to_string(format!("/proc/{host}/smaps")).unwrap();
     let mut held = 0;
     let mut anon_kib = 0u64;
     for line in smaps.lines().chain(["00000000-00000000 end"]) {
@@ -330,7 +354,30 @@ fn a_process_starts_while_a_plugin_holds_48_mib() {
         }
     }
     assert_eq!(held, 1, "mappings holding 40 MiB or more in pilot-host");
-    // A child is made while the memory is held: `b` starts after `a`'s post_start hook.
-    pilot.wait_log("b: started", SOON);
-    drop(pilot);
+    // SAFETY: kill(2) on pilot-host, which this test started (under its strace).
+    unsafe { libc::kill(host as i32, libc::SIGTERM) };
+    pilot.wait_exit(SOON);
+    kill_on_drop.0 = None;
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    // Before its threads start, pilot-host forks its guard on purpose (a copy of a small process).
+    let lines: Vec<&str> = trace
+        .lines()
+        .skip_while(|l| !l.contains("CLONE_THREAD"))
+        .filter(|l| {
+            ["clone(", "clone3(", "fork(", "vfork("]
+                .iter()
+                .any(|c| l.contains(c))
+        })
+        .collect();
+    let spawns = lines.iter().filter(|l| l.contains("CLONE_PIDFD")).count();
+    assert!(spawns >= 2, "no child spawns traced:\n{trace}");
+    // vfork shares the memory too.
+    let copies: Vec<&&str> = lines
+        .iter()
+        .filter(|l| !l.contains("CLONE_VM") && !l.contains("vfork("))
+        .collect();
+    assert!(
+        copies.is_empty(),
+        "clones that copy pilot-host's memory: {copies:#?}"
+    );
 }

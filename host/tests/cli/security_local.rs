@@ -102,41 +102,6 @@ fn the_control_socket_is_born_private() {
     kill_on_drop.0 = None;
 }
 
-/// Sends SIGKILL to every process descended from a process of ours on drop, unless disarmed.
-struct KillTreeOnDrop(Option<u32>);
-
-impl Drop for KillTreeOnDrop {
-    fn drop(&mut self) {
-        let Some(root) = self.0 else { return };
-        let parent_of = |pid: u32| -> Option<u32> {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            stat.rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        };
-        let all: Vec<u32> = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
-        let mut tree = vec![root];
-        while let Some(more) = all
-            .iter()
-            .find(|p| !tree.contains(p) && parent_of(**p).is_some_and(|pp| tree.contains(&pp)))
-        {
-            tree.push(*more);
-        }
-        for pid in tree.iter().skip(1) {
-            // SAFETY: kill(2) on a process this test started (a descendant of its strace).
-            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
-        }
-    }
-}
-
 /// Serves `answer(request line)` on a unix socket at `path` until dropped.
 struct FakeServer {
     stop: Arc<AtomicBool>,
