@@ -107,11 +107,14 @@ pub fn describe_trap(e: &wasmtime::Error, limits: &Limits) -> String {
             "cannot be entered again after an earlier failure".into()
         }
         Some(other) => format!("trapped: {other}"),
+        None if e.downcast_ref::<super::store::MemoryCapHit>().is_some() => {
+            format!("hit its memory cap of {} MiB", limits.memory_bytes >> 20)
+        }
         None => {
             let text = format!("{e:#}");
-            if text.contains("growing memory") || text.contains("memory.grow") {
-                format!("hit its memory cap of {} MiB", limits.memory_bytes >> 20)
-            } else if text.contains("hostcall") || text.contains("fuel") {
+            // wasmtime keeps the type of this error private (`HostcallFuelExhausted`): only its text
+            // tells it.
+            if text.contains("hostcall") {
                 format!(
                     "passed more than {} KiB to the host in one call",
                     limits.hostcall_bytes >> 10

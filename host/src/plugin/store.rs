@@ -92,6 +92,25 @@ impl StoreState {
     }
 }
 
+/// Why a Store's linear memory could not grow: past the plugin's `memory_mib`.
+#[derive(Debug)]
+pub struct MemoryCapHit {
+    /// The size asked for, in bytes.
+    pub desired: usize,
+}
+
+impl std::fmt::Display for MemoryCapHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "linear memory cannot grow to {} bytes: past the memory cap",
+            self.desired
+        )
+    }
+}
+
+impl std::error::Error for MemoryCapHit {}
+
 /// The memory cap (and instance, table, memory counts) of a Store, measuring the peak of linear memory.
 pub struct Limiter {
     inner: StoreLimits,
@@ -107,7 +126,11 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        // Past the cap, the trap carries a type of ours, which `describe_trap` tells by.
+        let allowed = self
+            .inner
+            .memory_growing(current, desired, maximum)
+            .map_err(|_| wasmtime::Error::new(MemoryCapHit { desired }))?;
         if allowed {
             self.total = self.total + desired - current.min(desired);
             self.peak = self.peak.max(self.total);
