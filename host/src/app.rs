@@ -50,7 +50,7 @@ pub struct RunConfig {
 }
 
 /// A manifest with the plugins it was checked against.
-pub struct Prepared {
+pub struct Setup {
     /// The manifest.
     pub loaded: Loaded,
     /// The plugins, compiled and described but not configured.
@@ -64,7 +64,7 @@ pub struct Prepared {
 }
 
 /// Loads the plugins in `dir` (if any), then the manifest against what they provide; prints warnings.
-pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failure> {
+pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Setup, Failure> {
     let (host, plugins, controls, catalog) = match dir {
         None => (None, Vec::new(), Vec::new(), Catalog::default()),
         Some(dir) => {
@@ -111,7 +111,7 @@ pub async fn prepare(path: &Path, dir: Option<&Path>) -> Result<Prepared, Failur
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(Prepared {
+    Ok(Setup {
         loaded,
         plugins,
         controls,

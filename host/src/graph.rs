@@ -4,6 +4,7 @@
 //! self-dependencies are left out here; the manifest validator reports them.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -12,8 +13,8 @@ use petgraph::Direction;
 /// A process dependency graph.
 #[derive(Debug, Clone, Default)]
 pub struct DepGraph {
-    graph: DiGraph<String, ()>,
-    index: HashMap<String, NodeIndex>,
+    graph: DiGraph<Arc<str>, ()>,
+    index: HashMap<Arc<str>, NodeIndex>,
 }
 
 impl DepGraph {
@@ -29,9 +30,10 @@ impl DepGraph {
             .map(|(n, d)| (n, d.into_iter().collect()))
             .collect();
         for (name, _) in &processes {
-            index
-                .entry(name.to_string())
-                .or_insert_with(|| graph.add_node(name.to_string()));
+            if !index.contains_key(*name) {
+                let name: Arc<str> = Arc::from(*name);
+                index.insert(name.clone(), graph.add_node(name));
+            }
         }
         for (name, deps) in &processes {
             let from = index[*name];
@@ -77,7 +79,10 @@ impl DepGraph {
                     }
                     path.reverse();
                     path.push(start);
-                    return path.into_iter().map(|i| self.graph[i].clone()).collect();
+                    return path
+                        .into_iter()
+                        .map(|i| self.graph[i].to_string())
+                        .collect();
                 }
                 if n != start && !parent.contains_key(&n) {
                     parent.insert(n, node);
@@ -105,7 +110,7 @@ impl DepGraph {
         let depth = level.values().max().map_or(0, |m| m + 1);
         let mut levels = vec![Vec::new(); depth];
         for node in self.graph.node_indices() {
-            levels[level[&node]].push(self.graph[node].clone());
+            levels[level[&node]].push(self.graph[node].to_string());
         }
         Ok(levels)
     }
@@ -118,24 +123,43 @@ impl DepGraph {
     }
 
     /// Returns the processes that depend directly on `name`, in manifest order.
-    pub fn dependents(&self, name: &str) -> Vec<String> {
-        let Some(&node) = self.index.get(name) else {
-            return Vec::new();
-        };
-        let mut found: Vec<NodeIndex> = self
-            .graph
-            .neighbors_directed(node, Direction::Incoming)
-            .collect();
-        found.sort();
-        found.into_iter().map(|i| self.graph[i].clone()).collect()
+    pub fn dependents(&self, name: &str) -> Vec<Arc<str>> {
+        self.neighbours(name, Direction::Incoming)
     }
 
     /// Returns the direct dependencies of `name` known to the graph, in manifest order.
-    pub fn dependencies(&self, name: &str) -> Vec<String> {
+    pub fn dependencies(&self, name: &str) -> Vec<Arc<str>> {
+        self.neighbours(name, Direction::Outgoing)
+    }
+
+    /// Returns every process that depends on one of `names`, directly or not, in manifest order;
+    /// `names` themselves only when one depends on another.
+    pub fn dependents_of_all<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Vec<Arc<str>> {
+        let mut seen: Vec<bool> = vec![false; self.graph.node_count()];
+        let mut stack: Vec<NodeIndex> = names
+            .into_iter()
+            .filter_map(|n| self.index.get(n).copied())
+            .collect();
+        while let Some(node) = stack.pop() {
+            for d in self.graph.neighbors_directed(node, Direction::Incoming) {
+                if !seen[d.index()] {
+                    seen[d.index()] = true;
+                    stack.push(d);
+                }
+            }
+        }
+        self.graph
+            .node_indices()
+            .filter(|i| seen[i.index()])
+            .map(|i| self.graph[i].clone())
+            .collect()
+    }
+
+    fn neighbours(&self, name: &str, direction: Direction) -> Vec<Arc<str>> {
         let Some(&node) = self.index.get(name) else {
             return Vec::new();
         };
-        let mut found: Vec<NodeIndex> = self.graph.neighbors(node).collect();
+        let mut found: Vec<NodeIndex> = self.graph.neighbors_directed(node, direction).collect();
         found.sort();
         found.into_iter().map(|i| self.graph[i].clone()).collect()
     }
@@ -220,7 +244,30 @@ mod tests {
     fn unknown_and_self_dependencies_are_ignored() {
         let g = graph(&[("a", &["a", "ghost"]), ("b", &["a"])]);
         assert_eq!(g.start_levels().unwrap(), vec![vec!["a"], vec!["b"]]);
-        assert_eq!(g.dependents("a"), vec!["b"]);
-        assert_eq!(g.dependencies("b"), vec!["a"]);
+        assert_eq!(g.dependents("a"), vec![Arc::from("b")]);
+        assert_eq!(g.dependencies("b"), vec![Arc::from("a")]);
+    }
+
+    #[test]
+    fn dependents_of_all_walks_the_whole_chain_in_manifest_order() {
+        let g = graph(&[
+            ("db", &[]),
+            ("web", &["api"]),
+            ("api", &["db"]),
+            ("cache", &[]),
+            ("worker", &["db", "cache"]),
+            ("cron", &["worker"]),
+        ]);
+        let names = |v: Vec<Arc<str>>| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(g.dependents_of_all(["db"])),
+            ["web", "api", "worker", "cron"]
+        );
+        assert_eq!(names(g.dependents_of_all(["cache"])), ["worker", "cron"]);
+        assert_eq!(
+            names(g.dependents_of_all(["cron", "ghost"])),
+            Vec::<String>::new()
+        );
+        assert_eq!(names(g.dependents_of_all(["api", "web"])), ["web"]);
     }
 }

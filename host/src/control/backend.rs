@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::model::{LogLineView, ProcessDetail, ProcessView};
+use super::model::{LogLineView, ProcessDetailView, ProcessView};
 use super::view::{line_view, spec_json, view};
 use crate::extension::PluginStatus;
 use crate::manifest::Manifest;
@@ -81,9 +81,9 @@ impl Backend {
     }
 
     /// Returns one process with its spec.
-    pub async fn process(&self, name: &str) -> Result<ProcessDetail, ControlError> {
+    pub async fn process(&self, name: &str) -> Result<ProcessDetailView, ControlError> {
         let detail = self.handle.process(name).await?;
-        Ok(ProcessDetail {
+        Ok(ProcessDetailView {
             spec: spec_json(&detail.spec),
             status: view(detail.status),
         })

@@ -65,6 +65,7 @@ impl From<ControlError> for ApiError {
             ControlError::UnknownProcess { .. } => (StatusCode::NOT_FOUND, "unknown_process"),
             ControlError::DependencyDown { .. } => (StatusCode::CONFLICT, "dependency_down"),
             ControlError::ShuttingDown => (StatusCode::CONFLICT, "shutting_down"),
+            ControlError::Reloading { .. } => (StatusCode::CONFLICT, "reloading"),
             ControlError::Failed { .. } => (StatusCode::CONFLICT, "failed"),
         };
         ApiError {

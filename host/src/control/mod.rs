@@ -4,7 +4,7 @@
 //!
 //! Starting is two steps so that nothing runs when the control plane cannot: [`bind`] makes the
 //! listeners (refusing a second run of the same manifest), then [`Bound::serve`] serves them over a
-//! running supervisor. The returned [`ControlServer`] stops every listener and removes its socket and
+//! running supervisor. The returned [`ControlPlane`] stops every listener and removes its socket and
 //! generated token when dropped.
 //!
 //! Who may do what (the README's "Security model"): the socket and Process Pilot's protocol serve
@@ -305,7 +305,7 @@ impl Bound {
     }
 
     /// Serves the API, the dashboard and the metrics over `backend` until the returned server drops.
-    pub fn serve(self, backend: Backend) -> ControlServer {
+    pub fn serve(self, backend: Backend) -> ControlPlane {
         let mut tasks = JoinSet::new();
         if let Some(unix) = self.unix {
             let router = api::router(backend.clone(), None);
@@ -325,7 +325,7 @@ impl Bound {
             ));
         }
         tasks.spawn(backend.feed_stats());
-        ControlServer {
+        ControlPlane {
             tasks,
             addresses: self.addresses,
             _owned: self.owned,
@@ -334,20 +334,20 @@ impl Bound {
 }
 
 /// A serving control plane; dropping it closes every listener and connection and removes its files.
-pub struct ControlServer {
+pub struct ControlPlane {
     tasks: JoinSet<()>,
     addresses: Addresses,
     _owned: Owned,
 }
 
-impl ControlServer {
+impl ControlPlane {
     /// Returns where it listens.
     pub fn addresses(&self) -> &Addresses {
         &self.addresses
     }
 }
 
-impl Drop for ControlServer {
+impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.tasks.abort_all();
     }

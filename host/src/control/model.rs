@@ -2,13 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::supervisor::State;
+
 /// One process, as `GET /v1/processes` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessView {
     /// Its name.
     pub name: String,
-    /// Its state: pending, starting, ready, running, stopping, stopped, backing_off, failed, skipped.
-    pub state: String,
+    /// Its state, on the wire as its snake_case name: pending, starting, ready, running, stopping,
+    /// stopped, backing_off, failed, skipped.
+    pub state: State,
     /// Its pid (and process group) while it runs.
     pub pid: Option<u32>,
     /// Whether dependents may rely on it (ready by its strategy, or running without one).
@@ -35,7 +38,7 @@ pub struct ProcessView {
 
 /// One process with its spec, as `GET /v1/processes/{name}` answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProcessDetail {
+pub struct ProcessDetailView {
     /// Its status.
     #[serde(flatten)]
     pub status: ProcessView,

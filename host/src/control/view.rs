@@ -7,7 +7,7 @@ use crate::supervisor::{LogLine, ProcessStatus};
 /// Returns a process's status as the API shows it.
 pub fn view(s: ProcessStatus) -> ProcessView {
     ProcessView {
-        state: s.state.as_str().to_string(),
+        state: s.state,
         ready: s.ready,
         pid: s.pid,
         uptime_sec: s.uptime_sec,

@@ -354,7 +354,7 @@ async fn plugin(
 
 fn report(done: &str, reply: &ActionReply) {
     for p in &reply.processes {
-        let (name, state) = (clean(&p.name), clean(&p.state));
+        let (name, state) = (clean(&p.name), p.state.as_str());
         match p.pid {
             Some(pid) => println!("{done} `{name}`: {state}, pid {pid}"),
             None => println!("{done} `{name}`: {state}"),

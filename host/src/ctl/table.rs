@@ -1,6 +1,7 @@
 //! The `ctl status` table, as a person reads it in a terminal.
 
 use crate::control::model::ProcessView;
+use crate::supervisor::State;
 
 /// Renders one line per plugin that failed or is quarantined (nothing when all are well), so that a
 /// quarantine shows in `ctl status`.
@@ -40,7 +41,7 @@ pub fn render(processes: &[ProcessView], colour: bool) -> String {
         .map(|p| {
             [
                 crate::manifest::escape_controls(&p.name),
-                crate::manifest::escape_controls(&p.state),
+                p.state.as_str().to_string(),
                 p.pid.map_or_else(|| "-".into(), |pid| pid.to_string()),
                 if p.pid.is_some() {
                     uptime(p.uptime_sec)
@@ -91,21 +92,21 @@ pub fn render(processes: &[ProcessView], colour: bool) -> String {
     };
     out.push_str(&line(&header, None));
     out.push('\n');
-    for row in &rows {
+    for (row, p) in rows.iter().zip(processes) {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        let c = colour.then(|| state_colour(&row[1]));
+        let c = colour.then(|| state_colour(p.state));
         out.push_str(&line(&cells, c));
         out.push('\n');
     }
     out
 }
 
-fn state_colour(state: &str) -> &'static str {
+fn state_colour(state: State) -> &'static str {
     match state {
-        "ready" | "running" => "32",
-        "failed" => "31",
-        "starting" | "stopping" | "backing_off" => "33",
-        _ => "2",
+        State::Ready | State::Running => "32",
+        State::Failed => "31",
+        State::Starting | State::Stopping | State::BackingOff => "33",
+        State::Pending | State::Stopped | State::Skipped => "2",
     }
 }
 

@@ -93,3 +93,14 @@ pub fn schema() -> serde_json::Value {
     schema["title"] = serde_json::json!("pilot-host manifest");
     schema
 }
+
+/// Validates the YAML `text` as if read from `/manifest.yaml`, for unit tests; panics on a problem.
+#[cfg(test)]
+pub(crate) fn from_yaml(text: &str) -> Manifest {
+    let doc = source::parse(text, source::Format::Yaml).expect("valid YAML");
+    let path = Path::new("/manifest.yaml");
+    match validate::validate(doc, path, &Catalog::accept_any()) {
+        Ok((manifest, _)) => manifest,
+        Err(problems) => panic!("invalid test manifest: {problems:?}"),
+    }
+}

@@ -2,9 +2,11 @@
 //! them, reloads the manifest, and offers Process Pilot's library API (`start_process`,
 //! `stop_process`, `restart_processes`, status, stats) through a [`Handle`].
 //!
-//! One coordinator task ([`coordinator`]) owns the process table, keyed by name; every request goes
-//! through it and is answered once it took effect. Each run of a child is a task of its own ([`run`])
-//! that spawns ([`spawn`]), watches and stops it and reports to the coordinator, which alone decides
+//! One coordinator ([`coordinator`]) owns the process table, keyed by name, and decides everything:
+//! a state machine that takes requests, runs' reports and timers one at a time and returns what is to
+//! be done, without doing it. Its shell ([`shell`]), one task, feeds it and carries that out; every
+//! request is answered once it took effect. Each run of a child is a task of its own ([`run`]) that
+//! spawns ([`spawn`]), watches and stops it and reports to the shell; the coordinator alone decides
 //! what comes next. Hooks run off that path ([`hooks`]), stats are sampled on a blocking thread
 //! ([`stats`]), and everything that happens goes out on one event stream ([`events`]).
 
@@ -19,6 +21,7 @@ pub mod pgroup;
 mod procstat;
 mod ready;
 mod run;
+mod shell;
 pub mod spawn;
 mod state;
 mod stats;
@@ -30,12 +33,13 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use self::coordinator::{Coordinator, Ctx, Msg, Request};
+use self::coordinator::{Core, Settings};
 pub use self::events::{Bus, Event, EventRecord, Missed, Subscription};
 use self::output::Printer;
 pub use self::output::{LogLine, Stream};
 pub use self::pgroup::Guard;
 pub use self::run::describe_exit;
+use self::shell::{Ctx, Msg, Request, Shell};
 pub use self::state::{ProcessStatus, State};
 pub use self::table::Until;
 use crate::extension::{Extensions, NoExtensions, PluginStatus, ProcessStats};
@@ -102,6 +106,13 @@ pub enum ControlError {
         dependency: String,
         /// The dependency's state.
         state: &'static str,
+    },
+    /// A reload is replacing the process (it stops, then starts with its new settings once every
+    /// process the reload stops is down); nothing was changed.
+    #[error("`{name}` is being replaced by a reload; ask again once the reload is done")]
+    Reloading {
+        /// The process.
+        name: String,
     },
     /// The supervisor is shutting down or gone; nothing was changed.
     #[error("pilot-host is shutting down")]
@@ -230,7 +241,11 @@ pub fn start(manifest: Manifest, options: Options) -> Supervisor {
         adopt: options.adopt_orphans,
         log_lines: options.log_lines,
         bus: options.events.clone(),
+    };
+    let settings = Settings {
         stay_alive: options.stay_alive,
+        adopt,
+        seed: fastrand::u64(..),
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done) = oneshot::channel();
@@ -241,8 +256,9 @@ pub fn start(manifest: Manifest, options: Options) -> Supervisor {
         catalog: Arc::new(options.catalog),
     };
     let targets_version = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let coordinator = Coordinator::new(manifest, ctx, rx, tx, done_tx, targets_version.clone());
-    tokio::spawn(coordinator.run());
+    let core = Core::new(manifest, settings);
+    let shell = Shell::new(core, ctx, (tx, rx), done_tx, targets_version.clone());
+    tokio::spawn(shell.run());
     stats::start(handle.clone(), adopt, targets_version);
     Supervisor { handle, done }
 }
@@ -297,7 +313,7 @@ impl Handle {
 
     async fn settle(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<coordinator::Waiter, ControlError>>) -> Request,
+        make: impl FnOnce(oneshot::Sender<Result<shell::Waiter, ControlError>>) -> Request,
     ) -> Result<(), ControlError> {
         let waiter = self.ask(make).await.ok_or(ControlError::ShuttingDown)??;
         waiter.await.unwrap_or(Err(ControlError::ShuttingDown))

@@ -28,7 +28,7 @@ use crate::manifest::ReadyStrategy;
 
 /// What must exist before the process is spawned.
 #[derive(Debug)]
-pub enum Prepared {
+pub enum ReadyPrep {
     /// Nothing.
     Nothing,
     /// The read end of the FIFO, and whether we created it.
@@ -64,25 +64,25 @@ fn fifo_id(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// Prepares `strategy` before the spawn: removes a stale ready file, creates and opens the FIFO.
-pub fn prepare(strategy: &ReadyStrategy) -> Result<Prepared, String> {
+pub fn prepare(strategy: &ReadyStrategy) -> Result<ReadyPrep, String> {
     match strategy {
         ReadyStrategy::File { path } => match std::fs::remove_file(path) {
             Ok(()) => {
                 tracing::debug!("removed stale ready file `{}`", path.display());
-                Ok(Prepared::Nothing)
+                Ok(ReadyPrep::Nothing)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Prepared::Nothing),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ReadyPrep::Nothing),
             Err(e) => Err(format!(
                 "cannot remove stale ready file `{}`: {e}",
                 path.display()
             )),
         },
         ReadyStrategy::Pipe { path } => open_fifo(path),
-        _ => Ok(Prepared::Nothing),
+        _ => Ok(ReadyPrep::Nothing),
     }
 }
 
-fn open_fifo(path: &Path) -> Result<Prepared, String> {
+fn open_fifo(path: &Path) -> Result<ReadyPrep, String> {
     use std::os::unix::fs::FileTypeExt;
     let created = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_fifo() => false,
@@ -98,7 +98,7 @@ fn open_fifo(path: &Path) -> Result<Prepared, String> {
         .open_receiver(path)
         .map_err(|e| format!("cannot open FIFO `{}`: {e}", path.display()))?;
     let id = fifo_id(path).ok_or_else(|| format!("FIFO `{}` vanished", path.display()))?;
-    Ok(Prepared::Pipe {
+    Ok(ReadyPrep::Pipe {
         receiver,
         path: path.to_path_buf(),
         created,
@@ -111,7 +111,7 @@ pub struct ReadyWait {
     /// The strategy.
     pub strategy: ReadyStrategy,
     /// What `prepare` made.
-    pub prepared: Prepared,
+    pub prepared: ReadyPrep,
     /// The process, for plugin checks.
     pub info: ProcessInfo,
     /// The plugins.
@@ -141,7 +141,7 @@ pub async fn wait(w: ReadyWait) -> Result<Drain, String> {
         }
         (
             ReadyStrategy::Pipe { .. },
-            Prepared::Pipe {
+            ReadyPrep::Pipe {
                 receiver,
                 path,
                 created,
@@ -153,7 +153,7 @@ pub async fn wait(w: ReadyWait) -> Result<Drain, String> {
             });
             Ok(fifo(receiver, &path, created, id).await)
         }
-        (ReadyStrategy::Pipe { path }, Prepared::Nothing) => {
+        (ReadyStrategy::Pipe { path }, ReadyPrep::Nothing) => {
             Err(format!("FIFO `{}` was not prepared", path.display()))
         }
         (ReadyStrategy::Plugin { name, params }, _) => plugin(

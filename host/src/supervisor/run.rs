@@ -11,12 +11,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::coordinator::Msg;
 use super::hooks::Hooks;
 use super::orphans;
 use super::output::{self, LogBuffer, Printer, Stream};
 use super::pgroup::{self, Guard, Pgid, StopReport, PROCESS_VAR};
 use super::ready::{self, ReadyWait};
+use super::shell::Msg;
 use super::spawn::{self, Program};
 use crate::extension::{Extensions, LifecycleEvent, ProcessInfo};
 use crate::manifest::ProcessSpec;
@@ -121,7 +121,7 @@ pub(super) struct Run {
     pub guard: Option<Arc<Guard>>,
     /// The program, prepared once by the coordinator for every run of this spec (or why it cannot
     /// be: a NUL byte somewhere).
-    pub program: Result<Arc<spawn::Prepared>, String>,
+    pub program: Result<Arc<spawn::PreparedProgram>, String>,
     /// Whether escaped descendants are swept when the run ends (pilot-host is a subreaper).
     pub adopt: bool,
     pub to: mpsc::UnboundedSender<Msg>,
@@ -257,7 +257,7 @@ impl Run {
         child: &mut spawn::Child,
         pgid: Pgid,
         started: Instant,
-        prepared: Option<ready::Prepared>,
+        prepared: Option<ready::ReadyPrep>,
         post_start: oneshot::Receiver<()>,
     ) -> (How, Option<ExitStatus>) {
         let why_not = Arc::new(Mutex::new(String::new()));

@@ -82,7 +82,7 @@ pub struct Program {
 /// restart's spawn allocates only its pointer arrays and stack (making them all took 10 to 15 µs of a
 /// restart, measured here).
 #[derive(Debug)]
-pub struct Prepared {
+pub struct PreparedProgram {
     path: CString,
     argv: Vec<CString>,
     env: Vec<CString>,
@@ -93,7 +93,7 @@ pub struct Prepared {
 
 impl Program {
     /// Makes the C strings the child needs; fails on a NUL byte.
-    pub fn prepare(&self) -> io::Result<Arc<Prepared>> {
+    pub fn prepare(&self) -> io::Result<Arc<PreparedProgram>> {
         let path = c_string(self.executable.as_os_str().as_bytes(), "the path")?;
         let mut argv = Vec::with_capacity(self.args.len() + 1);
         argv.push(path.clone());
@@ -109,7 +109,7 @@ impl Program {
             self.working_directory.as_os_str().as_bytes(),
             "the working directory",
         )?;
-        Ok(Arc::new(Prepared {
+        Ok(Arc::new(PreparedProgram {
             path,
             argv,
             env,
@@ -466,7 +466,7 @@ struct Launch {
     args: ChildArgs,
     stack: Vec<MaybeUninit<u8>>,
     // Owners of what `args` points into.
-    _prepared: Arc<Prepared>,
+    _prepared: Arc<PreparedProgram>,
     _argv: Vec<*const u8>,
     _envp: Vec<*const u8>,
 }
@@ -541,7 +541,7 @@ fn null_terminated(strings: &[CString]) -> Vec<*const u8> {
 
 impl Launch {
     /// Prepares everything the child of `prepared` needs; the descriptors are filled in later.
-    fn new(prepared: &Arc<Prepared>) -> Box<Launch> {
+    fn new(prepared: &Arc<PreparedProgram>) -> Box<Launch> {
         let argv = null_terminated(&prepared.argv);
         let envp = null_terminated(&prepared.env);
         Box::new(Launch {
@@ -578,7 +578,7 @@ pub async fn spawn(program: &Program) -> io::Result<Spawned> {
 }
 
 /// [`spawn`] of a program prepared once for all its spawns.
-pub async fn spawn_prepared(prepared: &Arc<Prepared>) -> io::Result<Spawned> {
+pub async fn spawn_prepared(prepared: &Arc<PreparedProgram>) -> io::Result<Spawned> {
     let mut launch = Launch::new(prepared);
     let slots = Slots::get()?;
     // A spawn on its own waits in the clone until its child exec'd or exited (CLONE_VFORK); among

@@ -15,8 +15,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::coordinator::{Request, Sampling, Targets};
+use super::coordinator::{Sampling, Targets};
 use super::procstat::Sampler;
+use super::shell::Request;
 use super::{orphans, Handle};
 use crate::extension::{ProcessStats, StatAction};
 

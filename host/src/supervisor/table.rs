@@ -5,18 +5,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::oneshot;
-
 use super::backoff::Backoff;
-use super::hooks::Hooks;
-use super::output::LogBuffer;
 use super::state::Phase;
 use super::ControlError;
-use crate::extension::Extensions;
+use crate::graph::DepGraph;
 use crate::manifest::{Manifest, ProcessSpec};
 
-/// The answer a request waits for once it took effect.
-pub(super) type Reply = oneshot::Sender<Result<(), ControlError>>;
+/// Names a request that waits for its effect; the shell keeps the reply channel under it, the core
+/// answers it with [`super::coordinator::Effect::Answer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct Ticket(pub u64);
 
 /// What a request that starts a process waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,8 +29,8 @@ pub enum Until {
 /// What happens when a requested stop completes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Then {
-    /// Stay stopped, with this reason.
-    Stay(String),
+    /// Stay stopped, with this reason if there is one to give.
+    Stay(Option<String>),
     /// Start again (a restart, or a start asked for while stopping).
     Start {
         /// Whether it counts as a restart.
@@ -51,21 +49,19 @@ pub(super) struct Sample {
     pub max_rss_bytes: u64,
 }
 
-/// One process in the table.
+/// One process in the table: plain data, nothing that does input or output.
 pub(super) struct Entry {
     pub name: Arc<str>,
     pub spec: Arc<ProcessSpec>,
-    /// Its program, prepared at its first start for every run of `spec`.
-    pub program: Option<Result<Arc<super::spawn::Prepared>, String>>,
     pub phase: Phase,
     /// Its colour in the output, kept across reloads.
     pub colour: usize,
     pub restarts: u32,
     pub backoff: Backoff,
-    /// The generation of the current run (messages of older runs are ignored).
+    /// The generation of the current run or restart timer (reports of older ones are ignored).
     pub gen: u64,
-    /// Stops the current run.
-    pub stop: Option<oneshot::Sender<()>>,
+    /// The current run was not told to stop yet.
+    pub stoppable: bool,
     /// What to do when the requested stop completes.
     pub then: Then,
     /// No automatic start or restart (a stop plan covers it: the final stop, or a reload).
@@ -75,13 +71,11 @@ pub(super) struct Entry {
     pub last_pid: Option<u32>,
     pub last_exit: Option<String>,
     /// Requests answered at the next spawn (or with its failure).
-    pub on_spawn: Vec<(Until, Reply)>,
+    pub on_spawn: Vec<(Until, Ticket)>,
     /// Requests answered once ready (or when that fails).
-    pub on_ready: Vec<Reply>,
+    pub on_ready: Vec<Ticket>,
     /// Requests answered once it is down.
-    pub on_down: Vec<Reply>,
-    pub logs: Arc<LogBuffer>,
-    pub hooks: Hooks,
+    pub on_down: Vec<Ticket>,
     pub sample: Option<Sample>,
     /// Escaped descendants adopted by pilot-host.
     pub adopted: Vec<u32>,
@@ -89,24 +83,17 @@ pub(super) struct Entry {
 
 impl Entry {
     /// Makes the entry of `spec`, waiting for its dependencies.
-    pub fn new(
-        spec: Arc<ProcessSpec>,
-        colour: usize,
-        log_lines: usize,
-        extensions: &Arc<dyn Extensions>,
-    ) -> Entry {
+    pub fn new(spec: Arc<ProcessSpec>, colour: usize) -> Entry {
         Entry {
             name: spec.name.as_str().into(),
             backoff: Backoff::new(spec.restart.clone()),
-            hooks: Hooks::new(&spec.lifecycle_hooks, extensions),
             spec,
-            program: None,
             phase: Phase::Pending,
             colour,
             restarts: 0,
             gen: 0,
-            stop: None,
-            then: Then::Stay(String::new()),
+            stoppable: false,
+            then: Then::Stay(None),
             held: false,
             spawned_at: None,
             last_pid: None,
@@ -114,46 +101,36 @@ impl Entry {
             on_spawn: Vec::new(),
             on_ready: Vec::new(),
             on_down: Vec::new(),
-            logs: Arc::new(LogBuffer::new(log_lines)),
             sample: None,
             adopted: Vec::new(),
         }
     }
 
-    /// Answers every waiting request with `result` (a failure, or the end of waiting).
-    pub fn answer_all(&mut self, result: Result<(), ControlError>) {
-        for (_, reply) in self.on_spawn.drain(..) {
-            let _ = reply.send(result.clone());
-        }
-        for reply in self.on_ready.drain(..) {
-            let _ = reply.send(result.clone());
-        }
-        for reply in self.on_down.drain(..) {
-            let _ = reply.send(result.clone());
-        }
+    /// Takes every waiting request, to be answered alike (a failure, or the end of waiting).
+    pub fn take_waiting(&mut self) -> impl Iterator<Item = Ticket> + '_ {
+        let spawn = self.on_spawn.drain(..).map(|(_, t)| t);
+        spawn
+            .chain(self.on_ready.drain(..))
+            .chain(self.on_down.drain(..))
     }
 
-    /// Replaces the spec (a reload): new hooks and restart policy when they changed.
-    pub fn respec(&mut self, spec: Arc<ProcessSpec>, extensions: &Arc<dyn Extensions>) {
-        if spec.lifecycle_hooks != self.spec.lifecycle_hooks {
-            self.hooks = Hooks::new(&spec.lifecycle_hooks, extensions);
-        }
+    /// Replaces the spec (a reload): a new restart policy when it changed.
+    pub fn respec(&mut self, spec: Arc<ProcessSpec>) {
         if spec.restart != self.spec.restart {
             self.backoff = Backoff::new(spec.restart.clone());
         }
         self.spec = spec;
-        self.program = None;
     }
 }
 
-/// Every process, by name, in manifest order.
+/// Every process, by name, in manifest order, with the dependency graph between them.
 #[derive(Default)]
 pub(super) struct Table {
     pub entries: HashMap<Arc<str>, Entry>,
     /// Names in manifest order.
     pub order: Vec<Arc<str>>,
-    /// Direct dependents of each process.
-    pub dependents: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// The dependencies between the entries.
+    pub graph: DepGraph,
 }
 
 impl Table {
@@ -177,7 +154,7 @@ impl Table {
         self.entries.get_mut(name).expect("a known process")
     }
 
-    /// Rebuilds order and dependents after entries changed, in `manifest` order.
+    /// Rebuilds order and graph after entries changed, in `manifest` order.
     pub fn reindex(&mut self, manifest: &Manifest) {
         self.order = manifest
             .processes
@@ -188,22 +165,15 @@ impl Table {
                     .map(|(k, _)| k.clone())
             })
             .collect();
-        self.dependents.clear();
-        for name in &self.order {
-            for dep in &self.entries[name].spec.dependencies {
-                if let Some((dep, _)) = self.entries.get_key_value(dep.as_str()) {
-                    self.dependents
-                        .entry(dep.clone())
-                        .or_default()
-                        .push(name.clone());
-                }
-            }
-        }
+        self.graph = DepGraph::new(self.order.iter().map(|n| {
+            let deps = &self.entries[n].spec.dependencies;
+            (&**n, deps)
+        }));
     }
 
-    /// Returns the direct dependents of `name`.
+    /// Returns the direct dependents of `name`, in manifest order.
     pub fn dependents_of(&self, name: &str) -> Vec<Arc<str>> {
-        self.dependents.get(name).cloned().unwrap_or_default()
+        self.graph.dependents(name)
     }
 
     /// Refuses a start of `name` while one of its dependencies is not up.

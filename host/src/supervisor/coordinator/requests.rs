@@ -1,27 +1,16 @@
-//! The requests handles send to the coordinator, and how each is carried out.
+//! The control requests the coordinator carries out (start, stop, restart, kill), the snapshots it
+//! answers with (status, stats, the sampler's targets), and what it makes of a resource sample.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
-use super::Coordinator;
+use super::{Core, Effect};
 use crate::extension::ProcessStats;
-use crate::manifest::Manifest;
 use crate::supervisor::events::Event;
 use crate::supervisor::orphans::Orphan;
-use crate::supervisor::output::LogBuffer;
-use crate::supervisor::pgroup::Pgid;
 use crate::supervisor::state::{unix_time, Phase, ProcessStatus};
-use crate::supervisor::table::{Reply, Sample, Then, Until};
-use crate::supervisor::{ControlError, ProcessDetail, ReloadReport};
-
-/// Answered once a request took effect.
-pub(in crate::supervisor) type Waiter = oneshot::Receiver<Result<(), ControlError>>;
-/// The answer to a reload.
-pub(in crate::supervisor) type ReloadReply = oneshot::Sender<Result<ReloadReport, ControlError>>;
-type Answer<T> = oneshot::Sender<Result<T, ControlError>>;
+use crate::supervisor::table::{Entry, Sample, Then, Ticket, Until};
+use crate::supervisor::{ControlError, ProcessDetail};
 
 /// The coordinator's answer to the sampler, each interval.
 pub(in crate::supervisor) enum Targets {
@@ -47,146 +36,77 @@ pub(in crate::supervisor) struct Sampling {
 /// One process's reading, of the child with `pid`.
 pub(in crate::supervisor) type Reading = (Arc<str>, u32, crate::supervisor::procstat::Reading);
 
-/// A request from a handle.
-pub(in crate::supervisor) enum Request {
-    Status(oneshot::Sender<Vec<ProcessStatus>>),
-    Process(String, Answer<ProcessDetail>),
-    Start(String, Until, Answer<Waiter>),
-    Stop(String, Answer<Waiter>),
-    Restart(Vec<String>, Until, Answer<Vec<Waiter>>),
-    Logs(String, Answer<Arc<LogBuffer>>),
-    Manifest(oneshot::Sender<Arc<Manifest>>),
-    Reload(Box<Manifest>, ReloadReply),
-    Shutdown,
-    KillAll,
-    Stats(oneshot::Sender<Vec<ProcessStats>>),
-    /// For the sampler, which has the targets of the version given (if any).
-    Targets(Option<u64>, oneshot::Sender<Targets>),
-    /// The readings that changed since the last sample, and the adopted descendants if they changed.
-    Sampled(
-        Vec<Reading>,
-        Option<Vec<Orphan>>,
-        /// The stats of every process after the sample, for the stat handlers (when there are).
-        Option<oneshot::Sender<Vec<ProcessStats>>>,
-    ),
-}
-
-fn waiter() -> (Reply, Waiter) {
-    oneshot::channel()
-}
-
-impl Coordinator {
-    pub(super) fn request(&mut self, request: Request) {
-        match request {
-            Request::Status(reply) => {
-                let _ = reply.send(self.statuses());
-            }
-            Request::Process(name, reply) => {
-                let detail = self.table.get(&name).map(|e| ProcessDetail {
-                    spec: e.spec.clone(),
-                    status: self.status(e.name.clone()),
-                });
-                let _ = reply.send(detail);
-            }
-            Request::Start(name, until, reply) => {
-                let _ = reply.send(self.start(&name, until));
-            }
-            Request::Stop(name, reply) => {
-                let _ = reply.send(self.stop(&name));
-            }
-            Request::Restart(names, until, reply) => {
-                let _ = reply.send(self.restart(&names, until));
-            }
-            Request::Logs(name, reply) => {
-                let _ = reply.send(self.table.get(&name).map(|e| e.logs.clone()));
-            }
-            Request::Manifest(reply) => {
-                let _ = reply.send(self.manifest.clone());
-            }
-            Request::Reload(manifest, reply) => {
-                if self.closing.is_some() {
-                    let _ = reply.send(Err(ControlError::ShuttingDown));
-                } else if self.reload.is_some() {
-                    self.next_reloads.push_back((*manifest, reply));
-                } else {
-                    self.begin_reload(*manifest, reply);
-                }
-            }
-            Request::Shutdown => self.begin_closing(),
-            Request::KillAll => self.kill_all(),
-            Request::Stats(reply) => {
-                let _ = reply.send(self.stats());
-            }
-            Request::Targets(seen, reply) => {
-                let _ = reply.send(self.targets(seen));
-            }
-            Request::Sampled(readings, orphans, reply) => {
-                self.sampled(readings, orphans);
-                if let Some(reply) = reply {
-                    let _ = reply.send(self.stats());
-                }
-            }
-        }
+/// Refuses to start a process a reload holds: the reload starts it with its new settings.
+fn refuse_held(entry: &Entry) -> Result<(), ControlError> {
+    match entry.held {
+        true => Err(ControlError::Reloading {
+            name: entry.name.to_string(),
+        }),
+        false => Ok(()),
     }
+}
 
-    fn start(&mut self, name: &str, until: Until) -> Result<Waiter, ControlError> {
+impl Core {
+    pub(super) fn start(
+        &mut self,
+        now: Instant,
+        name: &str,
+        until: Until,
+        ticket: Ticket,
+    ) -> Result<(), ControlError> {
         let entry = self.table.get(name)?;
         if self.closing.is_some() {
             return Err(ControlError::ShuttingDown);
         }
-        let (reply, waiter) = waiter();
+        refuse_held(entry)?;
         let entry_name = entry.name.clone();
         match entry.phase.clone() {
-            Phase::Up { .. } => {
-                let _ = reply.send(Ok(()));
-            }
-            Phase::Starting { pid, .. } => {
-                let entry = self.table.entry(name);
-                match (pid, until) {
-                    (Some(_), Until::Spawned) => {
-                        let _ = reply.send(Ok(()));
-                    }
-                    (Some(_), Until::Ready) => entry.on_ready.push(reply),
-                    (None, _) => entry.on_spawn.push((until, reply)),
-                }
-            }
+            Phase::Up { .. } => self.answer(ticket, Ok(())),
+            Phase::Starting { pid, .. } => match (pid, until) {
+                (Some(_), Until::Spawned) => self.answer(ticket, Ok(())),
+                (Some(_), Until::Ready) => self.table.entry(name).on_ready.push(ticket),
+                (None, _) => self.table.entry(name).on_spawn.push((until, ticket)),
+            },
             Phase::Stopping { .. } => {
                 let entry = self.table.entry(name);
-                if entry.then == (Then::Start { restarting: true }) {
-                    entry.on_spawn.push((until, reply));
-                } else {
+                if entry.then != (Then::Start { restarting: true }) {
                     entry.then = Then::Start { restarting: false };
-                    entry.on_spawn.push((until, reply));
                 }
+                entry.on_spawn.push((until, ticket));
             }
             Phase::BackingOff { .. } => {
-                self.table.entry(name).on_spawn.push((until, reply));
-                self.start_run(&entry_name, true);
+                self.table.entry(name).on_spawn.push((until, ticket));
+                self.start_run(now, &entry_name, true);
             }
             Phase::Pending
             | Phase::Stopped { .. }
             | Phase::Failed { .. }
             | Phase::Skipped { .. } => {
                 self.table.dependencies_up(name)?;
-                self.table.entry(name).on_spawn.push((until, reply));
-                self.start_run(&entry_name, false);
+                self.table.entry(name).on_spawn.push((until, ticket));
+                self.start_run(now, &entry_name, false);
             }
         }
-        Ok(waiter)
+        Ok(())
     }
 
-    fn stop(&mut self, name: &str) -> Result<Waiter, ControlError> {
+    pub(super) fn stop(
+        &mut self,
+        now: Instant,
+        name: &str,
+        ticket: Ticket,
+    ) -> Result<(), ControlError> {
         let entry_name = self.table.get(name)?.name.clone();
-        let (reply, waiter) = waiter();
+        let on_request = || Then::Stay(Some("stopped on request".into()));
         let entry = self.table.entry(name);
         match &entry.phase {
             Phase::Starting { .. } | Phase::Up { .. } => {
-                entry.on_down.push(reply);
-                self.request_stop(&entry_name, Then::Stay("stopped on request".into()));
+                entry.on_down.push(ticket);
+                self.request_stop(now, &entry_name, on_request());
             }
             Phase::Stopping { .. } => {
-                entry.on_down.push(reply);
-                entry.then = Then::Stay("stopped on request".into());
+                entry.on_down.push(ticket);
+                entry.then = on_request();
             }
             Phase::Pending | Phase::BackingOff { .. } => {
                 let reason = if entry.phase == Phase::Pending {
@@ -195,28 +115,34 @@ impl Coordinator {
                     "stopped while backing off"
                 };
                 entry.gen += 1;
-                entry.answer_all(Err(ControlError::Failed {
-                    name: name.to_string(),
-                    reason: reason.into(),
-                }));
-                self.set(
-                    &entry_name,
-                    Phase::Stopped {
-                        reason: Some(reason.into()),
-                    },
+                self.answer_all(
+                    name,
+                    Err(ControlError::Failed {
+                        name: name.to_string(),
+                        reason: reason.into(),
+                    }),
                 );
-                let _ = reply.send(Ok(()));
+                let reason = Some(reason.into());
+                self.set(&entry_name, Phase::Stopped { reason });
+                self.answer(ticket, Ok(()));
             }
             Phase::Stopped { .. } | Phase::Failed { .. } | Phase::Skipped { .. } => {
-                let _ = reply.send(Ok(()));
+                self.answer(ticket, Ok(()));
             }
         }
-        Ok(waiter)
+        Ok(())
     }
 
     /// Restarts every named process (starts those not running); checks every name first, so an
-    /// unknown name or a dependency that is down changes nothing.
-    fn restart(&mut self, names: &[String], until: Until) -> Result<Vec<Waiter>, ControlError> {
+    /// unknown name or a dependency that is down changes nothing. `tickets` go with `names`.
+    pub(super) fn restart(
+        &mut self,
+        now: Instant,
+        names: &[String],
+        until: Until,
+        tickets: &[Ticket],
+    ) -> Result<(), ControlError> {
+        assert_eq!(names.len(), tickets.len(), "a ticket per name");
         for name in names {
             self.table.get(name)?;
         }
@@ -224,46 +150,52 @@ impl Coordinator {
             return Err(ControlError::ShuttingDown);
         }
         for name in names {
+            refuse_held(self.table.get(name)?)?;
+        }
+        for name in names {
             if !self.table.get(name)?.phase.is_live() {
                 self.table.dependencies_up(name)?;
             }
         }
-        let mut waiters = Vec::with_capacity(names.len());
-        for name in names {
-            let (reply, waiter) = waiter();
-            waiters.push(waiter);
+        for (name, &ticket) in names.iter().zip(tickets) {
             let entry = self.table.entry(name);
             let entry_name = entry.name.clone();
-            entry.on_spawn.push((until, reply));
+            entry.on_spawn.push((until, ticket));
             match &entry.phase {
                 Phase::Starting { .. } | Phase::Up { .. } => {
                     tracing::info!("{name}: restarting on request");
-                    self.request_stop(&entry_name, Then::Start { restarting: true });
+                    self.request_stop(now, &entry_name, Then::Start { restarting: true });
                 }
                 Phase::Stopping { .. } => entry.then = Then::Start { restarting: true },
-                _ => self.start_run(&entry_name, true),
+                _ => self.start_run(now, &entry_name, true),
             }
         }
-        Ok(waiters)
+        Ok(())
     }
 
-    fn kill_all(&mut self) {
-        for entry in self.table.entries.values() {
-            if let Some(pid) = entry.phase.pid() {
-                let _ = Pgid::of_child(pid).signal(nix::sys::signal::Signal::SIGKILL);
-            }
-            for &pid in &entry.adopted {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+    pub(super) fn kill_all(&mut self) {
+        let mut groups = Vec::new();
+        let mut pids = Vec::new();
+        for name in &self.table.order {
+            let entry = &self.table.entries[name];
+            groups.extend(entry.phase.pid());
+            pids.extend(&entry.adopted);
         }
+        self.out.push(Effect::Kill { groups, pids });
     }
 
-    /// Returns the snapshot of `name`.
-    pub(super) fn status(&self, name: Arc<str>) -> ProcessStatus {
-        let e = &self.table.entries[&name];
+    /// Returns one process's status and settings at `now`.
+    pub fn detail(&self, now: Instant, name: &str) -> Result<ProcessDetail, ControlError> {
+        let e = self.table.get(name)?;
+        Ok(ProcessDetail {
+            spec: e.spec.clone(),
+            status: self.status(now, &e.name),
+        })
+    }
+
+    /// Returns the snapshot of `name` at `now`.
+    pub(super) fn status(&self, now: Instant, name: &Arc<str>) -> ProcessStatus {
+        let e = &self.table.entries[name];
         let state = e.phase.state();
         let started = match e.phase {
             Phase::Up { since, .. } => Some(since),
@@ -284,15 +216,13 @@ impl Coordinator {
             last_pid: e.last_pid,
             started,
             start_time: started.map(unix_time),
-            uptime_sec: started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            uptime_sec: started.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64()),
             last_exit: e.last_exit.clone(),
             reason: e.phase.reason().map(str::to_string),
             retry_in_sec: match e.phase {
-                Phase::BackingOff { until } => Some(
-                    until
-                        .saturating_duration_since(std::time::Instant::now())
-                        .as_secs_f64(),
-                ),
+                Phase::BackingOff { until } => {
+                    Some(until.saturating_duration_since(now).as_secs_f64())
+                }
                 _ => None,
             },
             dependencies: e.spec.dependencies.clone(),
@@ -303,16 +233,9 @@ impl Coordinator {
         }
     }
 
-    /// Returns the snapshot of every process, in manifest order.
-    pub(super) fn statuses(&self) -> Vec<ProcessStatus> {
-        self.table
-            .order
-            .iter()
-            .map(|n| self.status(n.clone()))
-            .collect()
-    }
-
-    fn stats(&self) -> Vec<ProcessStats> {
+    /// Returns the latest resource sample of every process at `now`, in manifest order (none before
+    /// the first sample).
+    pub fn stats(&self, now: Instant) -> Vec<ProcessStats> {
         self.table
             .order
             .iter()
@@ -328,17 +251,18 @@ impl Coordinator {
                     rss_bytes: if live { s.rss_bytes } else { 0 },
                     max_rss_bytes: s.max_rss_bytes,
                     restarts: e.restarts,
-                    uptime_sec: self.status(n.clone()).uptime_sec,
+                    uptime_sec: self.status(now, n).uptime_sec,
                 })
             })
             .collect()
     }
 
-    fn targets(&self, seen: Option<u64>) -> Targets {
-        if self.done.is_none() {
+    /// Returns what the sampler should read, unless it has the targets of version `seen`.
+    pub fn targets(&self, seen: Option<u64>) -> Targets {
+        if self.finished {
             return Targets::Over;
         }
-        let version = self.targets_version.load(Ordering::Acquire);
+        let version = self.version;
         if seen == Some(version) {
             return Targets::Unchanged;
         }
@@ -364,7 +288,7 @@ impl Coordinator {
         })
     }
 
-    fn sampled(&mut self, readings: Vec<Reading>, orphans: Option<Vec<Orphan>>) {
+    pub(super) fn sampled(&mut self, readings: Vec<Reading>, orphans: Option<Vec<Orphan>>) {
         self.sampled_once = true;
         for (name, pid, reading) in readings {
             let (cpu, rss, secs) = (reading.cpu_percent, reading.rss_bytes, reading.cpu_seconds);
@@ -404,13 +328,13 @@ impl Coordinator {
                     "adopted pid {} (from `{from}`), which left its process group",
                     o.pid
                 );
-                self.ctx.bus.send(Event::Adopted {
+                self.publish(Event::Adopted {
                     process: o.process.clone(),
                     pid: o.pid,
                 });
-                if let Some(guard) = &self.ctx.guard {
-                    guard.add(Pgid::of_child(o.pgid as u32));
-                }
+                self.out.push(Effect::Guard {
+                    pgid: o.pgid as u32,
+                });
             }
             match o
                 .process
