@@ -81,7 +81,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Check plugin files; exit 1 on any finding (2 when an input cannot be read).
-    Check(Box<crate::plugin::check::command::CheckArgs>),
+    Check(Box<crate::plugin_check::CheckArgs>),
     /// Write a new plugin project (source, SDK, build script, manifest) that builds and passes `check`.
     New {
         /// The plugin's name (also its strategy, hook or handler name), e.g. `disk-ready`.
@@ -293,8 +293,8 @@ fn run_manifest(path: &Path, plugins: Option<&Path>, control: RunControl) -> Res
     app::outcome_result(&outcome?)
 }
 
-fn plugin_check(args: &crate::plugin::check::command::CheckArgs) -> Result<(), Failure> {
-    use crate::plugin::check::command::{run, CheckFailure};
+fn plugin_check(args: &crate::plugin_check::CheckArgs) -> Result<(), Failure> {
+    use crate::plugin_check::{run, CheckFailure};
     let runtime = runtime()?;
     let result = runtime.block_on(run(args));
     // Plugin threads may still be parked in host calls; do not wait for them.

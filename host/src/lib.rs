@@ -1,29 +1,25 @@
 //! pilot-host supervises native processes described in a YAML or JSON manifest.
 //!
-//! The map of the crate:
+//! The layers, each a crate that depends only on those before it:
 //!
-//! - [`manifest`]: reading and validating manifests into a [`manifest::Manifest`], and its JSON Schema.
-//! - [`graph`]: the dependency graph: start levels, stop order, cycles.
-//! - [`render`]: the dependency graph as Graphviz DOT, and rendering it with Graphviz.
-//! - [`supervisor`]: starting, watching, restarting and stopping the processes; the library API.
-//! - [`extension`]: where plugins plug in (ready strategies, lifecycle hooks, stat handlers).
-//! - [`plugin`]: the WebAssembly plugin runtime: sandboxes, limits, grants, the compile cache, `plugin check`.
-//! - [`control`]: the control plane: HTTP API, dashboard and metrics on a unix socket and TCP, and
-//!   Process Pilot's TCP protocol.
-//! - [`ctl`]: `pilot-host ctl`, the control plane's client.
-//! - [`app`]: what `pilot-host run` does (plugins, guard, signals, control plane, supervision,
-//!   outcome), as a library.
-//! - [`scaffold`]: `plugin new`: new plugin projects in Rust, C, Python and JavaScript.
-//! - [`cli`]: the command line, a thin layer over the modules above: it parses and prints.
+//! - `pilot-core` ([`manifest`], [`graph`], [`supervisor`], [`extension`]): the manifest, the
+//!   dependency graph and the supervisor; no WebAssembly, no HTTP server, no command line.
+//! - `pilot-plugins` ([`plugin`]): the WebAssembly plugin runtime: sandboxes, limits, grants, the
+//!   compile cache, control plugins, `plugin check`.
+//! - `pilot-control` ([`control`]): the control plane: HTTP API, dashboard and metrics on a unix
+//!   socket and TCP, and Process Pilot's TCP protocol.
+//! - this crate, the `pilot-host` binary's: [`cli`] (the command line: it alone parses arguments,
+//!   prints and chooses exit codes), [`app`] (what `pilot-host run` does, wiring the layers
+//!   together), [`ctl`] (the control plane's client), [`scaffold`] (`plugin new`) and [`render`]
+//!   (the dependency graph as Graphviz DOT).
+
+pub use pilot_control as control;
+pub use pilot_core::{extension, graph, manifest, supervisor};
+pub use pilot_plugins as plugin;
 
 pub mod app;
 pub mod cli;
-pub mod control;
 pub mod ctl;
-pub mod extension;
-pub mod graph;
-pub mod manifest;
-pub mod plugin;
+pub mod plugin_check;
 pub mod render;
 pub mod scaffold;
-pub mod supervisor;

@@ -155,7 +155,7 @@ const EVIL: &str = r#"\u001b]0;pwned\u0007\u001b[2J"#;
 
 fn evil_answers(request: &str) -> (u16, String) {
     let process = format!(
-        r#"{{"name": "a{EVIL}", "state": "running{EVIL}", "pid": 42, "ready": true, "uptime_sec": 1.0, "restarts": 0, "cpu_percent": 0.0, "rss_bytes": 0, "cpu_seconds_total": 0.0, "dependencies": []}}"#
+        r#"{{"name": "a{EVIL}", "state": "running", "pid": 42, "ready": true, "uptime_sec": 1.0, "restarts": 0, "cpu_percent": 0.0, "rss_bytes": 0, "cpu_seconds_total": 0.0, "dependencies": []}}"#
     );
     if request.starts_with("GET /v1/processes/a/logs") {
         (
