@@ -316,15 +316,43 @@ fn a_spinning_plugin_is_interrupted_at_its_deadline() {
 
 #[test]
 fn a_spinning_plugin_starves_nothing_on_one_cpu() {
-    let dir = Scratch::new("hostile-one-cpu");
-    let (m, plugins) = hostile_manifest(&dir, "spin");
+    // On one CPU, the crash loop restarts as often while a check spins to its deadline as while a
+    // calm check (`never`: not ready, at once) runs: counted over the same span, the victim's 1.5 s
+    // of checks, in three rounds paired and alternating.
+    let (mut calm, mut spin) = (0, 0);
+    for round in 0..3 {
+        calm += starts_while_checked(&format!("calm-{round}"), "never", None);
+        let interrupted = "ran past its 100 ms deadline; interrupted";
+        spin += starts_while_checked(&format!("spin-{round}"), "spin", Some(interrupted));
+    }
+    assert!(calm >= 30, "the calm runs are the baseline: {calm} starts");
+    assert!(
+        calm as f64 <= spin as f64 * 1.2,
+        "crashy started {spin} times beside a spinning check, {calm} beside a calm one"
+    );
+}
+
+/// Runs the hostile manifest with `strategy` on one CPU; returns how often `crashy` started before
+/// the victim's checks ended (its ready timeout), after checking the containment `want` if given.
+fn starts_while_checked(label: &str, strategy: &str, want: Option<&str>) -> usize {
+    let dir = Scratch::new(&format!("hostile-one-cpu-{label}"));
+    let (m, plugins) = hostile_manifest(&dir, strategy);
     let pilot = Pilot::start_on_one_cpu(&[
         "run".as_ref(),
         m.as_os_str(),
         "--plugins".as_ref(),
         plugins.as_os_str(),
     ]);
-    assert_contained(&pilot, "spin", "ran past its 100 ms deadline; interrupted");
+    let end = format!("victim: not ready after {} s", ready_timeout(strategy));
+    match want {
+        Some(want) => assert_contained(&pilot, strategy, want),
+        None => {
+            pilot.wait_log(&end, SOON);
+        }
+    }
+    let log = pilot.stderr_text();
+    let before_end = &log[..log.find(&end).expect("the end of the checks is logged")];
+    before_end.matches("crashy: started").count()
 }
 
 #[test]

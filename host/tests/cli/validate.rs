@@ -163,12 +163,35 @@ fn plugins_folder_that_does_not_exist_exits_2() {
 }
 
 #[test]
-fn plugins_folder_that_exists_is_accepted() {
+fn plugins_folder_that_exists_is_read_and_its_plugins_count() {
+    // The manifest names the ready strategy of the plugin in the folder: it validates only because
+    // the folder was read and the plugin loaded.
     let dir = Scratch::new("plugins");
+    let plugins =
+        crate::harness::plugin_dir(&dir, &[crate::harness::plugin("examples", "file-ready")]);
+    let manifest = dir.write(
+        "m.yaml",
+        &format!(
+            "processes:\n  - {{ name: solo, path: {}, ready_strategy: file-ready, ready_params: {{ path: /tmp/x }} }}\n",
+            fixture("bin/server").display()
+        ),
+    );
     let out = run(pilot_host()
-        .args(["validate", "tests/fixtures/valid/minimal.json", "--plugins"])
-        .arg(dir.path()));
+        .arg("validate")
+        .arg(&manifest)
+        .arg("--plugins")
+        .arg(&plugins));
     out.expect_code(0).stdout_has("level 1: solo\n");
+    let without = run(pilot_host().arg("validate").arg(&manifest));
+    without.expect_code(2).stderr_has("file-ready");
+    let empty = dir.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run(pilot_host()
+        .arg("validate")
+        .arg(&manifest)
+        .arg("--plugins")
+        .arg(&empty));
+    out.expect_code(2).stderr_has("file-ready");
 }
 
 #[test]
@@ -211,4 +234,14 @@ fn unsupported_extension_exits_2() {
     ]));
     out.expect_code(2)
         .stderr_has("has an unsupported extension; name it `.yaml`, `.yml` or `.json`");
+}
+
+#[test]
+fn an_invalid_manifest_starts_nothing_and_exits_2() {
+    let dir = Scratch::new("invalid-run");
+    let manifest = crate::harness::manifest(&dir, "processes:\n  - { name: a, path: CHILD, args: [--pid-file, DIR/pid], dependencies: [ghost] }\n");
+    let mut pilot = crate::harness::Pilot::run(&manifest);
+    assert_eq!(pilot.wait_exit(crate::harness::SOON).code(), Some(2));
+    assert!(pilot.stderr_text().contains("`ghost` is not defined"));
+    assert!(!dir.join("pid").exists());
 }

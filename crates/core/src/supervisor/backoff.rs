@@ -164,12 +164,28 @@ mod tests {
 
     #[test]
     fn exits_older_than_the_window_are_forgotten() {
+        // One quick exit every 3 s: at most 4 fall in any 10 s window, under the budget of 5, so
+        // every one is restarted, 20 times over 57 s.
         let mut b = Backoff::new(policy());
         let t = Instant::now();
-        for i in 0..20u64 {
-            // One quick exit every 3 s: at most 4 fall in any 10 s window.
-            delay(b.on_exit(t + Duration::from_secs(3 * i), Duration::ZERO, 0.5));
-        }
+        let decisions: Vec<Decision> = (0..20u64)
+            .map(|i| b.on_exit(t + Duration::from_secs(3 * i), Duration::ZERO, 0.5))
+            .collect();
+        let restarts = decisions
+            .iter()
+            .filter(|d| matches!(d, Decision::RestartAfter(_)))
+            .count();
+        assert_eq!(restarts, 20, "{decisions:?}");
+        assert_eq!(b.exits.len(), 4, "only the exits of the last 10 s are kept");
+        // The same 20 exits one second apart fill the window: the sixth gives up.
+        let mut packed = Backoff::new(policy());
+        let first_give_up = (0..20u64)
+            .position(|i| {
+                let d = packed.on_exit(t + Duration::from_secs(i), Duration::ZERO, 0.5);
+                matches!(d, Decision::GiveUp { .. })
+            })
+            .expect("a give-up");
+        assert_eq!(first_give_up, 5);
     }
 
     #[test]

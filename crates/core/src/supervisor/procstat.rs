@@ -1,23 +1,10 @@
 //! CPU time and resident memory of the children, and the `/proc/PID/stat` line the rest of the
 //! supervisor reads (state, group, start time).
 //!
-//! Sampling is what pilot-host does while idle, so each reading is made as cheap as the kernel allows
-//! (measured on this machine, per process, with cold caches one second apart): the CPU time comes from
-//! the process's CPU-time clock (`clock_gettime` on `clock_getcpuclockid(pid)`, 1.0 µs, in
-//! nanoseconds and summed over all threads, as `/proc/PID/stat`'s ticks are), not from formatting and
-//! parsing the 52 fields of `/proc/PID/stat` (4.7 µs). The resident set comes from `/proc/PID/statm`
-//! (2.4 µs), kept open, and is read again only when it can have grown, that is when the process ran
-//! since the last reading (a process that does not run faults in no page), or after
-//! [`RSS_REFRESH`] (reclaim shrinks it without the process running). Over 1000 idle children a
-//! sample costs about a fifth of what a read of `/proc/PID/stat` each would.
-//!
-//! sysinfo, used first, read three files per process and listed its threads on every refresh (about
-//! 17 system calls per process): 0.4 % of a core over 100 idle children at one sample a second.
-//!
-//! CPU % is the CPU time used between two samples of the same process over the time between them, so
-//! the first sample of a process reads 0 (as any delta-based reading must). At most `keep_open()` files
-//! stay open, so the sampler never takes more than its share of the descriptors; past that, a file is
-//! opened and closed at each reading.
+//! The contract: a [`Sampler`] reads each pid it is given once per call; CPU % is the CPU time used
+//! between two readings of the same process over the time between them (the first reads 0); at most
+//! `keep_open()` files stay open. Why each reading is made the way it is, with the measurements:
+//! `docs/design/sampling.md`.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

@@ -1,18 +1,13 @@
 //! The built-in ready strategies, event-driven, and the loop around plugin ready checks.
 //!
-//! - `tcp`: connect attempts at a pace that grows with the time waited (every 0.2 ms at first, then
-//!   every 0.25 % of the time waited, every 5 ms at most), so readiness is seen within 0.25 % of the
-//!   wait or 5 ms, and a slow process costs little: a 50 ms wait is probed every 0.2 ms, as the
-//!   bench's direct driver does (at 1 % of the wait, a 10-step chain of 50 ms waits lost 1.5 ms to
-//!   the pace alone), a 1 s wait every 2.5 ms.
-//!   The pauses use a [`FineTimer`]: tokio's millisecond timer would stretch them to 1 to 2 ms.
-//! - `file`: inotify on the folder (through notify), with a 100 ms fallback check; a stale file is
-//!   removed before the process starts, so an old run cannot make a new one look ready.
+//! - `tcp`: connect attempts at a pace that grows with the time waited, so readiness is seen within
+//!   0.25 % of the time waited (probing at least every 0.2 ms and at most every 5 ms apart).
+//! - `file`: inotify on the folder, with a 100 ms fallback check; a stale file is removed before the
+//!   process starts, so an old run cannot make a new one look ready.
 //! - `pipe`: a FIFO, created 0600 if absent (and removed once ready), read without blocking; ready on a
-//!   line `ready`. It is opened read-write so a writer that opens and closes without a word is no EOF.
-//!   Services written for Process Pilot replace the FIFO with their own and retry a non-blocking open
-//!   for writing until a reader appears: the folder is watched, and every new FIFO at the path is opened
-//!   and read too.
+//!   line `ready`. A FIFO a service puts at the path itself is opened and read too.
+//!
+//! Why the pace and the FIFO handling are what they are: `docs/design/readiness.md`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,46 +1,12 @@
-//! Spawning a child fast, in a process group of its own, with a pidfd from birth.
+//! Spawning a child: a process group of its own, a pidfd from birth, without copying pilot-host.
 //!
-//! `fork` copies the page tables of the parent, and pilot-host (wasmtime, a thousand children's
-//! buffers) is not small: measured here, a `pilot-host run` of 100 `/bin/true` took 1.8× a shell loop
-//! and 3.2× at 1000. So the child is made with `clone(CLONE_VM | CLONE_PIDFD)`: it borrows our memory
-//! and nothing is copied. A spawn among others under way does not wait for its child's exec, unlike
-//! `vfork` (and glibc's `posix_spawn`): that wait took 150 µs on an idle machine and 750 µs while
-//! other children started, and it was most of a tokio worker's time when many processes start. The
-//! child's exec (or exit) closes its end of a close-on-exec pipe, the exec pipe; a step that failed,
-//! and its errno, it writes in the memory it shares with us before it exits.
+//! The contract: [`spawn_prepared`] starts a [`PreparedProgram`] as the leader of a new process group,
+//! with only stdin, stdout and stderr open, the death signal armed, its affinity and open-file limit
+//! set, and returns a [`Child`] whose pidfd waits for and reaps exactly this child. Between clone and
+//! exec the child makes raw system calls only, on data prepared before the clone, which stays
+//! allocated and unmoved until the child has exec'd or exited.
 //!
-//! A spawn on its own (a restart, most often) waits instead, as `vfork` does (CLONE_VFORK): the
-//! child runs at once, and its exec wakes the spawning thread. Measured here, from clone to the
-//! child's exec seen took 0.16 ms that way, against 0.3 ms reading the exec pipe without sleeping
-//! (the 1 ms watch this replaced). `posix_spawn` cannot arm PR_SET_PDEATHSIG or set the CPU affinity
-//! in any case.
-//!
-//! Between clone and exec the child runs beside pilot-host's threads in the same memory, on data
-//! prepared before the clone, which stays allocated and unmoved until the child has exec'd or exited:
-//! no allocation, no locks. It shares the calling thread's libc `errno` (its thread pointer is that
-//! thread's), and that thread runs on, so every call that can fail is a raw system call that never
-//! writes `errno`: rustix's, and `execve` and `close_range` in a few lines of assembly (rustix keeps
-//! its own `execve` in a hidden, unstable module, and has no `close_range`). The libc calls left
-//! (`sigaction`, `pthread_sigmask`, `_exit`) cannot fail with the arguments given, and write `errno`
-//! only on failure. On other architectures the clone is always a `vfork` (the calling thread waits,
-//! so its `errno` is not in use). The child resets handled signals (without CLONE_SIGHAND it has its
-//! own table), joins a new group, arms the death signal, checks its parent is still us, sets the
-//! open-file limit and affinity, wires stdin/stdout/stderr, changes folder, unblocks signals and
-//! execs.
-//!
-//! The child does not copy pilot-host's descriptor table either. A copy costs as much as the table is
-//! long, and closing it again at exec more (each close-on-exec descriptor is flushed and released):
-//! with 4000 descriptors open (a thousand children's pipes and pidfds), 1000 spawns took 442 ms
-//! against 246 ms with none, measured here. So the child shares the table (CLONE_FILES) and its first
-//! system call, `close_range(ABOVE, ~0, CLOSE_RANGE_UNSHARE)`, gives it a table of its own holding only
-//! the descriptors below `ABOVE`: pilot-host's first few, and the [`Slots`], socket pairs made low at
-//! the first spawn. Pilot-host sends the child's stdout, stderr and exec pipe ends on the slot it
-//! leased for this spawn (SCM_RIGHTS), and keeps a copy of the output ends only (see `Child`); the
-//! child receives them in its own table and frees the slot. Before exec the child marks every
-//! descriptor but its stdin, stdout and stderr close-on-exec: a child starts with those three only.
-//!
-//! The pidfd waits for the exit and reaps exactly this child (`waitid(P_PIDFD)`), so nothing else in
-//! pilot-host ever has to call `waitpid(-1)` and steal another child's status.
+//! Why it is built this way, with the measurements: `docs/design/spawning.md`.
 
 use std::collections::BTreeSet;
 use std::ffi::{CStr, CString, OsStr};

@@ -2,15 +2,10 @@
 //! (`pilot-stats`), with a scan for adopted descendants when pilot-host is a subreaper; then the stat
 //! handlers, whose actions apply only to the processes that name them.
 //!
-//! Sampling is all pilot-host does while idle, so a tick over idle processes wakes only this thread:
-//! it asks the coordinator for the pids only when the coordinator's change counter moved (a state
-//! changed, a manifest was reloaded), and sends it only the readings that changed (over idle
-//! processes, none). The tokio task it replaced woke a runtime worker for its timer, the coordinator
-//! twice, a blocking-pool thread for the reads and the worker again for their result: 6.7 context
-//! switches a tick, and the coordinator walking its whole table twice, for nothing new.
-//!
-//! CPU % is computed from the difference between two samples of the same process, which is why one
-//! [`Sampler`] lives as long as the loop (a fresh one per sample would read 0).
+//! The contract: over idle processes a tick wakes only this thread; the coordinator is asked for the
+//! pids only when its version moved, and is sent only the readings that changed. One [`Sampler`] lives
+//! as long as the loop (CPU % needs two readings of a process). Why, with the measurements:
+//! `docs/design/sampling.md`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

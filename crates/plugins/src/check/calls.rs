@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::report::CallRecord;
 use super::spec::{Expect, Target};
 use crate::actor::Actor;
 use crate::bindings::{self as b};
@@ -310,24 +309,4 @@ pub fn smoke_targets(d: &b::Description, params: &str) -> Vec<(&'static str, Str
         ));
     }
     out
-}
-
-/// Makes a record of a finished call.
-pub fn record(
-    kind: &'static str,
-    name: String,
-    source: &'static str,
-    expected: Option<&Expect>,
-    (outcome, profile): (Outcome, CallProfile),
-) -> (CallRecord, Outcome) {
-    let record = CallRecord {
-        kind,
-        name,
-        source,
-        ok: outcome.returned(),
-        result: outcome.to_string(),
-        expected: expected.map(ToString::to_string),
-        profile,
-    };
-    (record, outcome)
 }

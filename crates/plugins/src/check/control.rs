@@ -23,7 +23,7 @@ use super::calls::{self, Outcome};
 use super::control_spec::{ControlExpect, ControlTarget, HttpCall};
 use super::report::{CallRecord, Report};
 use super::spec::{Expect, Spec};
-use super::{judge, Expectation, Options};
+use super::{Expectation, Options};
 use crate::control::bindings::{Event, EventKind, Setup};
 use crate::control::{event_of, kind_name, ControlPlugin, LoadedControl, Served};
 use crate::load::PluginHost;
@@ -221,39 +221,31 @@ fn meets(outcome: &Outcome, expect: &ControlExpect) -> bool {
     }
 }
 
-/// Records one call and judges it.
+/// Judges one control-plugin call and records it (see [`super::settle`]).
 fn settle(
     report: &mut Report,
     opts: &Options,
     name: String,
     source: &'static str,
-    (outcome, profile): (Outcome, CallProfile),
+    answer: (Outcome, CallProfile),
     expect: Option<(&ControlExpect, &Spec, usize)>,
 ) {
     let expectation = expect.map(|(want, spec, index)| Expectation {
         want: want.to_string(),
-        met: meets(&outcome, want),
+        met: meets(&answer.0, want),
         file: &spec.file,
         index,
     });
-    judge(
+    let kind = "control-plugin";
+    super::settle(
         report,
         &opts.budget,
-        &name,
-        "control-plugin",
-        &outcome,
-        &profile,
-        expectation,
-    );
-    report.calls.push(CallRecord {
-        kind: "control-plugin",
+        kind,
         name,
         source,
-        ok: outcome.returned(),
-        result: outcome.to_string(),
-        expected: expect.map(|(want, ..)| want.to_string()),
-        profile,
-    });
+        answer,
+        expectation,
+    );
 }
 
 fn init_result(setup: &Setup) -> String {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use self::calls::Outcome;
 use self::policy::Policy;
-use self::report::{Import, Report};
+use self::report::{CallRecord, Import, Report};
 use self::spec::Spec;
 use self::spec::Target;
 use super::caps::Capability;
@@ -231,17 +231,7 @@ async fn check_loaded(
             continue;
         }
         let result = calls::call(&actor, true, target, sample_process()).await;
-        let (record, outcome) = calls::record(kind, name, "smoke", None, result);
-        judge(
-            report,
-            &opts.budget,
-            &record.name,
-            kind,
-            &outcome,
-            &record.profile,
-            None,
-        );
-        report.calls.push(record);
+        settle(report, &opts.budget, kind, name, "smoke", result, None);
     }
     for spec in specs {
         run_spec(host, plugin, opts, spec, observed, report).await;
@@ -366,24 +356,46 @@ async fn run_spec(
         };
         let info = calls::process(&call.process);
         let result = calls::call(&actor, i == 0, call.target.clone(), info).await;
-        let (record, outcome) = calls::record(kind, shown, "spec", Some(&call.expect), result);
-        let expect = Some(Expectation {
+        let expect = Expectation {
             want: call.expect.to_string(),
-            met: outcome.meets(&call.expect),
+            met: result.0.meets(&call.expect),
             file: &spec.file,
             index: i,
-        });
-        judge(
+        };
+        settle(
             report,
             &opts.budget,
-            &record.name,
             kind,
-            &outcome,
-            &record.profile,
-            expect,
+            shown,
+            "spec",
+            result,
+            Some(expect),
         );
-        report.calls.push(record);
     }
+}
+
+/// Judges a finished call and records it in the report: the one place a call of any kind (smoke or
+/// spec, pilot plugin or control plugin) becomes a record and findings.
+fn settle(
+    report: &mut Report,
+    budget: &Budget,
+    kind: &'static str,
+    name: String,
+    source: &'static str,
+    (outcome, profile): (Outcome, CallProfile),
+    expect: Option<Expectation<'_>>,
+) {
+    let expected = expect.as_ref().map(|e| e.want.clone());
+    judge(report, budget, &name, kind, &outcome, &profile, expect);
+    report.calls.push(CallRecord {
+        kind,
+        name,
+        source,
+        ok: outcome.returned(),
+        result: outcome.to_string(),
+        expected,
+        profile,
+    });
 }
 
 /// What a spec call expected, and whether it got it.

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pilot_host::extension::{
+use pilot_core::extension::{
     BoxFuture, Extensions, LifecycleEvent, ProcessInfo, ProcessStats, ReadyAnswer, StatAction,
 };
-use pilot_host::manifest::{self, Catalog, Manifest};
-use pilot_host::supervisor::{
+use pilot_core::manifest::{self, Catalog, Manifest};
+use pilot_core::supervisor::{
     self, Bus, ControlError, Event, EventRecord, Handle, LogLine, Missed, Options, Outcome,
     ProcessStatus, State, Subscription,
 };
